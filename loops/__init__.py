@@ -1,0 +1,1 @@
+"""The self-consuming regimes (registry) and the generation orchestrator."""
