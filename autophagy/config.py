@@ -31,6 +31,7 @@ class RunConfig:
     sampler: str = _f("", "plain or sims; empty = the regime's own sampler")
     init: str = _f("scratch", "scratch: each generation trains from scratch (MAD); previous: fine-tune θ_{t-1}")
     allow_reuse: bool = _f(False, "fresh-data: draw real images with replacement when the pool runs out")
+    skip_unreadable: bool = _f(False, "user data: skip images that cannot be decoded instead of stopping")
     # --- sizes of the sets
     n_real: int = _f(1000, "real images in R_0 (generation 0's training set)")
     n_real_fresh: int = _f(0, "fresh-data: real images drawn per generation t >= 1 (0 = n_real)")

@@ -17,6 +17,7 @@ import io
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -78,14 +79,18 @@ class RunDir:
     def is_done(self, t: int) -> bool: return self.done_path(t).exists()
 
     # --- lifecycle
-    def lock(self):
+    @contextmanager
+    def locked(self):
         """Exclusive lock: a second process writing the same run folder gets a clear error."""
         self.root.mkdir(parents=True, exist_ok=True)
         try:
             self._lock.acquire(timeout=0)
         except Timeout:
             raise ConfigError(f"--out: run folder {str(self.root)!r} is in use by another autophagy process") from None
-        return self._lock
+        try:
+            yield self
+        finally:
+            self._lock.release()
 
     def check_or_write_config(self, cfg: RunConfig, overwrite: bool = False) -> None:
         if self.config_path.exists() and not overwrite:

@@ -19,6 +19,7 @@ from diffusers import UNet2DModel
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
+from autophagy import faults
 from autophagy.config import RunConfig
 from autophagy.models import build_train_scheduler
 from autophagy.seeding import torch_generator
@@ -117,6 +118,7 @@ def train_diffusion(
             bar.set_postfix(loss=f"{value:.4f}", refresh=False)
         if at_checkpoint:
             _save_checkpoint(accelerator, checkpoint_dir, done)
+        faults.reached("train", *seed_ints[1:], done)
     bar.close()
 
     unwrapped = accelerator.unwrap_model(model)

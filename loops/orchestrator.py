@@ -11,6 +11,7 @@ import io
 import json
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from diffusers import DDIMPipeline, UNet2DModel
 from PIL import Image
 from torchvision.utils import make_grid
 
+from autophagy import faults
 from autophagy.config import ConfigError, RunConfig, validate
 from autophagy.data import RealData, load_real_data
 from autophagy.features import build_extractor
@@ -56,7 +58,7 @@ class Scorer:
 
 
 def load_data_for(cfg: RunConfig) -> RealData:
-    real = load_real_data(cfg.data, cfg.resolution, cfg.n_reference, cfg.seed)
+    real = load_real_data(cfg.data, cfg.resolution, cfg.n_reference, cfg.seed, cfg.skip_unreadable)
     check_pool(cfg, len(real.images))
     if cfg.features == "lenet" and real.labels is None:
         raise ConfigError(f"--features: 'lenet' needs class labels and {cfg.data!r} has none; use --features inception")
@@ -72,8 +74,7 @@ def run_loop(cfg: RunConfig, out: Path | str, overwrite: bool = False, log=print
     real = load_data_for(cfg)           # fails fast on data and pool sizes, before the folder is touched
     state = PartialState()
     rd = RunDir(out)
-    lock = rd.lock() if state.is_main_process else None
-    try:
+    with rd.locked() if state.is_main_process else nullcontext():
         if state.is_main_process:
             if overwrite and rd.config_path.exists():
                 for child in rd.root.iterdir():
@@ -83,12 +84,8 @@ def run_loop(cfg: RunConfig, out: Path | str, overwrite: bool = False, log=print
         state.wait_for_everyone()
         loop = _Loop(cfg, rd, real, state, log)
         for t in range(cfg.generations):
-            if rd.is_done(t):
-                continue
-            loop.generation(t)
-    finally:
-        if lock is not None:
-            lock.release()
+            if not rd.is_done(t):
+                loop.generation(t)
     return rd
 
 
@@ -184,6 +181,7 @@ class _Loop:
             arrays = {"images": images, **({"labels": labels} if labels is not None else {})}
             if chunk_dir is not None:
                 atomic_save_npz(chunk_dir / f"chunk_{index:04d}.npz", **arrays)
+                faults.reached("sample", t, role, index)
             results[index] = arrays
             bar.update(len(images))
         bar.close()
@@ -221,8 +219,7 @@ class _Loop:
                 aux_images, aux_labels = self.draw(denoiser, cfg.n_aux, t, AUX, None)
             aux, aux_train_seconds = self.trained(
                 rd.aux_model_dir(t), lambda: copy.deepcopy(base),
-                lambda m: train_diffusion(m, aux_images, aux_labels if aux_labels is not None else labels,
-                                          cfg, cfg.aux_train_steps, (cfg.seed, t, AUX), work / "checkpoints_aux",
+                lambda m: train_diffusion(m, aux_images, aux_labels, cfg, cfg.aux_train_steps, (cfg.seed, t, AUX), work / "checkpoints_aux",
                                           f"gen {t} aux fine-tune"), "aux", t)
             aux_seconds = time.perf_counter() - start
             denoiser = GuidedDenoiser(base.to(self.device), aux.to(self.device), cfg.guidance_weight, cfg_weight,
@@ -233,6 +230,7 @@ class _Loop:
         sample_seconds = time.perf_counter() - start
 
         if state.is_main_process:
+            faults.reached("metrics", t)
             start = time.perf_counter()
             row = self.scorer.score(samples)
             metric_seconds = time.perf_counter() - start
@@ -251,6 +249,7 @@ class _Loop:
             }
             rd.append_row(row)
             rd.mark_done(t)
+            faults.reached("done", t)
             summary = (f"gen {t}/{cfg.generations - 1} {cfg.regime}: fid {row['fid']:.2f} precision {row['precision']:.3f} "
                        f"recall {row['recall']:.3f} coverage {row['coverage']:.3f}")
             if "classes_covered" in row:

@@ -1,0 +1,49 @@
+"""Run folders into pandas: one row per run x generation, config fields as columns."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+METRICS = ("fid", "precision", "recall", "density", "coverage", "classes_covered")
+
+
+def _config(run: Path) -> dict:
+    cfg = json.loads((run / "config.json").read_text())
+    return {f"cfg_{k}": (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in cfg.items()}
+
+
+def load_runs(paths) -> pd.DataFrame:
+    """metrics.jsonl of every run folder, with `run` (folder name) and `cfg_*` config columns."""
+    frames = []
+    for path in map(Path, paths):
+        rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        if not rows:
+            continue
+        df = pd.DataFrame(rows)
+        df.insert(0, "run", path.name)
+        df["run_dir"] = str(path)
+        for key, value in _config(path).items():
+            df[key] = value
+        frames.append(df)
+    if not frames:
+        raise ValueError("no finished generation in any of the run folders")
+    return pd.concat(frames, ignore_index=True).sort_values(["regime", "seed", "generation"], ignore_index=True)
+
+
+def load_baselines(paths) -> pd.DataFrame:
+    """The real-vs-real floor of every run (baseline.json), one row per run."""
+    rows = []
+    for path in map(Path, paths):
+        if (path / "baseline.json").exists():
+            rows.append({"run": path.name, **json.loads((path / "baseline.json").read_text())})
+    return pd.DataFrame(rows)
+
+
+def load_samples(run_dir, generation: int, n: int | None = None) -> np.ndarray:
+    """S_t of a run as uint8 (N, C, H, W), the first n images."""
+    with np.load(Path(run_dir) / f"gen_{generation:03d}" / "samples.npz") as z:
+        images = z["images"]
+    return images if n is None else images[:n]

@@ -1,0 +1,76 @@
+"""Figures: metric curves per regime with a seed band, and a regimes x generations sample grid."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from analysis.load import METRICS, load_samples
+
+LABELS = {"fid": "FID ↓", "precision": "precision ↑", "recall": "recall ↑", "density": "density",
+          "coverage": "coverage ↑", "classes_covered": "classes covered ↑"}
+
+
+def plot_curves(df: pd.DataFrame, baselines: pd.DataFrame | None = None, metrics=METRICS):
+    """One panel per metric: mean over seeds per regime, band = mean ± std across seeds, the
+    real-vs-real floor (mean over runs) dashed."""
+    metrics = [m for m in metrics if m in df.columns]
+    ncols = 3
+    nrows = int(np.ceil(len(metrics) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)
+    n_seeds = df.groupby("regime")["seed"].nunique().max()
+    for ax, metric in zip(axes.flat, metrics):
+        for regime, group in df.groupby("regime", sort=False):
+            stats = group.groupby("generation")[metric].agg(["mean", "std"]).fillna(0.0)
+            line, = ax.plot(stats.index, stats["mean"], marker="o", ms=3, label=regime)
+            ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"],
+                            color=line.get_color(), alpha=0.2)
+        if baselines is not None and metric in baselines.columns and len(baselines):
+            ax.axhline(baselines[metric].mean(), color="k", ls="--", lw=1, label="real vs real")
+        ax.set_xlabel("generation")
+        ax.set_title(LABELS.get(metric, metric))
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False,
+               title=f"line: mean over {n_seeds} seed(s); band: ± 1 std across seeds")
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return fig
+
+
+def _tile(images: np.ndarray, side: int) -> np.ndarray:
+    """side x side images as one (H, W) or (H, W, 3) array."""
+    n, c, h, w = images.shape
+    canvas = np.full((c, side * h, side * w), 255, dtype=np.uint8)
+    for i, img in enumerate(images[: side * side]):
+        r, q = divmod(i, side)
+        canvas[:, r * h:(r + 1) * h, q * w:(q + 1) * w] = img
+    return canvas[0] if c == 1 else canvas.transpose(1, 2, 0)
+
+
+def plot_sample_grid(df: pd.DataFrame, side: int = 4, generations=None, seed=None):
+    """Rows = regimes, columns = generations; each cell shows side x side samples of one seed."""
+    seed = df["seed"].min() if seed is None else seed
+    runs = df[df["seed"] == seed].groupby("regime", sort=False)["run_dir"].first()
+    generations = sorted(df["generation"].unique()) if generations is None else generations
+    fig, axes = plt.subplots(len(runs), len(generations), figsize=(1.3 * len(generations), 1.4 * len(runs)),
+                             squeeze=False)
+    for row, (regime, run_dir) in enumerate(runs.items()):
+        for col, g in enumerate(generations):
+            ax = axes[row, col]
+            ax.set_xticks([]), ax.set_yticks([])
+            try:
+                ax.imshow(_tile(load_samples(run_dir, g, side * side), side), cmap="gray", vmin=0, vmax=255)
+            except FileNotFoundError:
+                pass
+            if row == 0:
+                ax.set_title(f"gen {g}", fontsize=8)
+            if col == 0:
+                ax.set_ylabel(regime, fontsize=8)
+    fig.suptitle(f"samples per generation (seed {seed})", fontsize=9)
+    fig.tight_layout()
+    return fig

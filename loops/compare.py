@@ -1,0 +1,63 @@
+"""Several regimes x seeds into one folder, generation 0 trained once where runs share it, then the report.
+
+Generation 0 depends on the data, the seed, the training config and the sampler (a SIMS run draws
+S_0 with the SIMS sampler), never on the regime. Runs with the same such key reuse the first run's
+finished gen_000 (copied, DONE last), with its metrics row relabelled. Rerunning the same command
+resumes every run where it stopped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+from autophagy.config import RunConfig
+from autophagy.rundir import RunDir
+from loops.orchestrator import load_data_for, run_loop
+
+
+def generation_zero_key(cfg: RunConfig) -> str:
+    """Everything generation 0 depends on: the config without regime and generation count."""
+    values = dataclasses.asdict(dataclasses.replace(cfg, regime="", generations=1, sampler=cfg.effective_sampler))
+    if cfg.effective_sampler != "sims":
+        for name in ("guidance_weight", "n_aux", "aux_train_steps"):
+            values.pop(name)
+    return json.dumps(values, sort_keys=True)
+
+
+def reuse_generation_zero(source: RunDir, target: RunDir, cfg: RunConfig) -> bool:
+    """Copy a finished gen_000 (and the run-level caches) from `source` into a fresh `target`."""
+    if not source.is_done(0) or target.is_done(0):
+        return False
+    with target.locked():
+        target.check_or_write_config(cfg)
+        for name in ("baseline.json", "reference_features.npz"):
+            if (source.root / name).exists() and not (target.root / name).exists():
+                shutil.copy2(source.root / name, target.root / name)
+        shutil.rmtree(target.gen(0), ignore_errors=True)
+        shutil.copytree(source.gen(0), target.gen(0), ignore=shutil.ignore_patterns("DONE", "work"))
+        row = next(r for r in source.read_rows() if r["generation"] == 0)
+        target.append_row({**row, "regime": cfg.regime, "reused_from": str(source.root)})
+        target.mark_done(0)
+    return True
+
+
+def run_compare(configs: list[RunConfig], out: Path | str, log=print) -> Path:
+    """Run (or resume) every config into out/<regime>-s<seed>/, then write out/report/."""
+    from analysis.report import write_report  # analysis reads run folders only
+    out = Path(out)
+    for cfg in configs:  # fail fast on every run's data before any training
+        load_data_for(cfg)
+    first_with_key: dict[str, RunDir] = {}
+    run_dirs = []
+    for cfg in configs:
+        rd = RunDir(out / f"{cfg.regime}-s{cfg.seed}")
+        key = generation_zero_key(cfg)
+        if key in first_with_key and reuse_generation_zero(first_with_key[key], rd, cfg):
+            log(f"{rd.root.name}: generation 0 reused from {first_with_key[key].root.name}")
+        log(f"== {rd.root.name}")
+        run_loop(cfg, rd.root, log=log)
+        first_with_key.setdefault(key, rd)
+        run_dirs.append(rd.root)
+    return write_report(run_dirs, out / "report")

@@ -1,0 +1,77 @@
+"""D_t of every regime over several generations, with no training: counts, indices, disjointness."""
+import numpy as np
+import pytest
+
+from autophagy.config import ConfigError, make_config
+from loops.regimes import REGIMES, RealDraws, check_pool
+
+
+def draws(regime, **kw):
+    cfg = make_config("micro", regime=regime, generations=5, n_real=100, **kw)
+    return cfg, RealDraws(np.arange(1000, 2000), cfg)
+
+
+def test_generation_zero_is_r0_for_every_regime():
+    sets = []
+    for name, regime in REGIMES.items():
+        cfg, d = draws(name)
+        ts = regime.training_set(0, d)
+        assert ts.synthetic_generations == () and len(ts.real_indices) == 100
+        sets.append(ts.real_indices)
+    assert all(np.array_equal(sets[0], s) for s in sets)  # the same R_0 whatever the regime
+    assert set(sets[0]) <= set(range(1000, 2000))
+
+
+def test_fully_synthetic_uses_only_previous_samples():
+    cfg, d = draws("fully-synthetic")
+    for t in range(1, 5):
+        ts = REGIMES["fully-synthetic"].training_set(t, d)
+        assert len(ts.real_indices) == 0 and ts.synthetic_generations == (t - 1,)
+
+
+@pytest.mark.parametrize("name", ["synthetic-augmentation", "sims"])
+def test_augmentation_keeps_r0(name):
+    cfg, d = draws(name)
+    r0 = REGIMES[name].training_set(0, d).real_indices
+    for t in range(1, 5):
+        ts = REGIMES[name].training_set(t, d)
+        assert np.array_equal(ts.real_indices, r0) and ts.synthetic_generations == (t - 1,)
+    assert REGIMES["sims"].sampler == "sims" and REGIMES["synthetic-augmentation"].sampler == "plain"
+
+
+def test_fresh_data_draws_are_disjoint():
+    cfg, d = draws("fresh-data", n_real_fresh=50)
+    seen = set()
+    for t in range(5):
+        ts = REGIMES["fresh-data"].training_set(t, d)
+        assert len(ts.real_indices) == (100 if t == 0 else 50)
+        assert ts.synthetic_generations == (() if t == 0 else (t - 1,))
+        assert not seen & set(ts.real_indices)
+        seen |= set(ts.real_indices)
+    assert len(seen) == 300
+
+
+def test_accumulate_grows():
+    cfg, d = draws("accumulate")
+    r0 = REGIMES["accumulate"].training_set(0, d).real_indices
+    for t in range(1, 5):
+        ts = REGIMES["accumulate"].training_set(t, d)
+        assert np.array_equal(ts.real_indices, r0) and ts.synthetic_generations == tuple(range(t))
+
+
+def test_fresh_data_pool_too_small_is_refused_with_counts():
+    cfg = make_config("micro", regime="fresh-data", generations=10, n_real=1000, n_reference=1000, n_real_fresh=500)
+    with pytest.raises(ConfigError, match=r"needs 6500 real images .* holds 5000"):
+        check_pool(cfg, 5000)
+    check_pool(make_config("micro", regime="fresh-data", generations=10, n_real=1000, n_reference=1000,
+                           n_real_fresh=500, allow_reuse=True), 5000)
+    check_pool(make_config("micro", regime="synthetic-augmentation", generations=10, n_real=1000,
+                           n_reference=1000), 5000)  # only fresh-data needs fresh images
+
+
+def test_allow_reuse_draws_with_replacement_past_the_pool():
+    cfg = make_config("micro", regime="fresh-data", generations=5, n_real=80, n_real_fresh=40, allow_reuse=True)
+    d = RealDraws(np.arange(100), cfg)
+    assert len(d.draw(1)) == 40  # 80 + 40 > 100: past the pool, with replacement
+    late = d.draw(4)
+    assert len(late) == 40 and set(late) <= set(range(100))
