@@ -1,9 +1,6 @@
 """Figures: metric curves per regime with a seed band, and a regimes x generations sample grid."""
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd

@@ -59,17 +59,16 @@ def compute_metrics(real_features: np.ndarray, fake_features: np.ndarray, k: int
     real_radii = knn_radii(real, k) if real_radii is None else real_radii
     fake_radii = knn_radii(fake, k)
 
-    # fake points against real balls: precision, density
+    # one pass over d(real, fake), in row chunks of the real set:
+    #   columns -> fake points in real balls (precision, density); rows -> recall, coverage
     in_real_ball = torch.zeros(len(fake), dtype=torch.float64)
     any_real_ball = torch.zeros(len(fake), dtype=torch.bool)
-    for rows, d in _chunked_distances(fake, real):
-        inside = d <= real_radii[None, :]
-        in_real_ball[rows] = inside.sum(1).double()
-        any_real_ball[rows] = inside.any(1)
-    # real points against fake balls (recall) and nearest fake (coverage)
     any_fake_ball = torch.zeros(len(real), dtype=torch.bool)
     nearest_fake = torch.empty(len(real), dtype=torch.float64)
     for rows, d in _chunked_distances(real, fake):
+        inside_real = d <= real_radii[rows, None]
+        in_real_ball += inside_real.sum(0).double()
+        any_real_ball |= inside_real.any(0)
         any_fake_ball[rows] = (d <= fake_radii[None, :]).any(1)
         nearest_fake[rows] = d.min(1).values
 

@@ -162,6 +162,13 @@ class _Loop:
         self.state.wait_for_everyone()
         return model.eval(), seconds
 
+    def sampling_autocast(self):
+        if self.cfg.mixed_precision != "no":
+            return make_accelerator(self.cfg).autocast
+        if self.cfg.sampling_dtype == "bfloat16":
+            return lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return None
+
     def draw(self, denoiser: GuidedDenoiser, n_images: int, t: int, role: int, chunk_dir: Path | None):
         """Sample n_images in chunks spread over the processes; chunks on disk survive interruptions."""
         cfg, state = self.cfg, self.state
@@ -172,7 +179,7 @@ class _Loop:
         if chunk_dir is not None:
             chunk_dir.mkdir(parents=True, exist_ok=True)
         results = {}
-        autocast = make_accelerator(cfg).autocast if cfg.mixed_precision != "no" else None
+        autocast = self.sampling_autocast()
         from tqdm.auto import tqdm
         bar = tqdm(total=n_images, desc=f"gen {t} {'sample' if role == BASE else 'aux sample'}", leave=False,
                    disable=not state.is_local_main_process, dynamic_ncols=True)
