@@ -92,7 +92,9 @@ class RunDir:
         finally:
             self._lock.release()
 
-    def check_or_write_config(self, cfg: RunConfig, overwrite: bool = False) -> None:
+    def check_or_write_config(self, cfg: RunConfig, overwrite: bool = False, num_processes: int = 1) -> None:
+        """Refuse a folder that holds a run with other settings; write config.json (with the process
+        count, which is recorded but may change on resume)."""
         if self.config_path.exists() and not overwrite:
             saved = RunConfig.from_dict(json.loads(self.config_path.read_text()))
             diff = config_differences(saved, cfg)
@@ -101,7 +103,8 @@ class RunDir:
                                   f"({'; '.join(diff)}); pass --overwrite to replace it or choose another --out")
             if saved.generations >= cfg.generations:
                 return
-        atomic_write_text(self.config_path, cfg.to_json() + "\n")
+        values = {**json.loads(cfg.to_json()), "num_processes": num_processes}
+        atomic_write_text(self.config_path, json.dumps(values, indent=2, sort_keys=True) + "\n")
 
     def read_rows(self) -> list[dict]:
         if not self.metrics_path.exists():

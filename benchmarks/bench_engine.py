@@ -30,6 +30,7 @@ from autophagy.metrics import compute_metrics, gaussian_stats, knn_radii
 from autophagy.models import build_sample_scheduler, build_train_scheduler, build_unet
 from autophagy.sampling import GuidedDenoiser, sample_chunks
 from autophagy.training import images_to_tensor, train_diffusion
+from loops.regimes import RealDraws
 
 
 def bare_training(cfg, images: np.ndarray, steps: int) -> float:
@@ -151,7 +152,7 @@ def main():
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"torch {torch.__version__}, preset {args.preset}")
     real = load_real_data(cfg.data, cfg.resolution, cfg.n_reference, cfg.seed)
-    images = real.images[real.pool[:cfg.n_real]]
+    images = real.images[RealDraws(real.pool, cfg).draw(0)]  # R_0, as the loop draws it
     bench_training(cfg, images, args.steps, args.repeats)
     bench_sampling(cfg, args.samples, args.repeats)
     bench_metrics(cfg, real)

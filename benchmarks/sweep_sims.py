@@ -21,6 +21,7 @@ from autophagy.metrics import class_statistics, compute_metrics
 from autophagy.models import build_unet
 from autophagy.sampling import GuidedDenoiser, sample_chunks
 from autophagy.training import train_diffusion
+from loops.regimes import RealDraws
 
 
 def main():
@@ -35,7 +36,7 @@ def main():
     real = load_real_data(cfg.data, cfg.resolution, cfg.n_reference, cfg.seed)
     lenet = train_lenet(real, cfg.seed)
     ref = lenet(real.images[real.reference])
-    images = real.images[real.pool[:cfg.n_real]]
+    images = real.images[RealDraws(real.pool, cfg).draw(0)]  # R_0, as the loop draws it
     torch.manual_seed(cfg.seed)
     base = train_diffusion(build_unet(cfg, real.channels), images, None, cfg, cfg.train_steps, (cfg.seed, 0, 0))
 

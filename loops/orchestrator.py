@@ -72,7 +72,8 @@ def run_loop(cfg: RunConfig, out: Path | str, overwrite: bool = False, log=print
     """Run (or resume) every generation of `cfg` into the run folder `out`."""
     validate(cfg)
     real = load_data_for(cfg)           # fails fast on data and pool sizes, before the folder is touched
-    state = PartialState()
+    # cpu=True on a machine without CUDA: how accelerate recognises a multi-process CPU (gloo) launch
+    state = PartialState(cpu=not torch.cuda.is_available())
     rd = RunDir(out)
     with rd.locked() if state.is_main_process else nullcontext():
         if state.is_main_process:
@@ -80,7 +81,7 @@ def run_loop(cfg: RunConfig, out: Path | str, overwrite: bool = False, log=print
                 for child in rd.root.iterdir():
                     if child.name != ".lock":
                         shutil.rmtree(child) if child.is_dir() else child.unlink()
-            rd.check_or_write_config(cfg, overwrite)
+            rd.check_or_write_config(cfg, overwrite, num_processes=state.num_processes)
         state.wait_for_everyone()
         loop = _Loop(cfg, rd, real, state, log)
         for t in range(cfg.generations):
@@ -169,15 +170,14 @@ class _Loop:
             return lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)
         return None
 
-    def draw(self, denoiser: GuidedDenoiser, n_images: int, t: int, role: int, chunk_dir: Path | None):
+    def draw(self, denoiser: GuidedDenoiser, n_images: int, t: int, role: int, chunk_dir: Path):
         """Sample n_images in chunks spread over the processes; chunks on disk survive interruptions."""
         cfg, state = self.cfg, self.state
         n_chunks = len(chunk_sizes(n_images, cfg.sample_batch_size))
         purpose = "sample" if role == BASE else "aux_sample"
         mine = [i for i in range(n_chunks) if i % state.num_processes == state.process_index
-                and (chunk_dir is None or not (chunk_dir / f"chunk_{i:04d}.npz").exists())]
-        if chunk_dir is not None:
-            chunk_dir.mkdir(parents=True, exist_ok=True)
+                and not (chunk_dir / f"chunk_{i:04d}.npz").exists()]
+        chunk_dir.mkdir(parents=True, exist_ok=True)
         results = {}
         autocast = self.sampling_autocast()
         from tqdm.auto import tqdm
@@ -186,9 +186,8 @@ class _Loop:
         for index, images, labels in sample_chunks(denoiser, cfg, n_images, (cfg.seed, t, role), purpose,
                                                    self.real.num_classes, self.device, mine, autocast):
             arrays = {"images": images, **({"labels": labels} if labels is not None else {})}
-            if chunk_dir is not None:
-                atomic_save_npz(chunk_dir / f"chunk_{index:04d}.npz", **arrays)
-                faults.reached("sample", t, role, index)
+            atomic_save_npz(chunk_dir / f"chunk_{index:04d}.npz", **arrays)
+            faults.reached("sample", t, role, index)
             results[index] = arrays
             bar.update(len(images))
         bar.close()
@@ -223,7 +222,7 @@ class _Loop:
             start = time.perf_counter()
             aux_images, aux_labels = None, None
             if not rd.aux_model_dir(t).exists():
-                aux_images, aux_labels = self.draw(denoiser, cfg.n_aux, t, AUX, None)
+                aux_images, aux_labels = self.draw(denoiser, cfg.n_aux, t, AUX, work / "aux_chunks")
             aux, aux_train_seconds = self.trained(
                 rd.aux_model_dir(t), lambda: copy.deepcopy(base),
                 lambda m: train_diffusion(m, aux_images, aux_labels, cfg, cfg.aux_train_steps, (cfg.seed, t, AUX), work / "checkpoints_aux",
@@ -252,7 +251,7 @@ class _Loop:
                 "guidance_weight": cfg.guidance_weight if self.sampler == "sims" else 0.0,
                 "sampling_bias": cfg.sampling_bias, "num_processes": state.num_processes,
                 "train_seconds": train_seconds, "aux_seconds": aux_seconds,
-                "sample_seconds": sample_seconds, "metric_seconds": metric_seconds,
+                "sample_seconds": sample_seconds, "metric_seconds": metric_seconds, **memory_mb(),
             }
             rd.append_row(row)
             rd.mark_done(t)
@@ -264,6 +263,17 @@ class _Loop:
             self.log(summary + f" | train {train_seconds:.1f}s aux {aux_seconds:.1f}s sample {sample_seconds:.1f}s "
                      f"metrics {metric_seconds:.1f}s")
         state.wait_for_everyone()
+
+
+def memory_mb() -> dict:
+    """Resident memory now and at its peak, in MB (to see that nothing grows across generations)."""
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        now = int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
+    except OSError:
+        now = float("nan")
+    return {"rss_mb": round(now, 1), "peak_rss_mb": round(peak, 1)}
 
 
 def load_unet(path: Path) -> UNet2DModel:

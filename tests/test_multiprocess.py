@@ -1,0 +1,50 @@
+"""Two processes on the CPU (gloo) through accelerate: both take part, the folder is complete, resume works."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT
+
+LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+          "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "autophagy"]
+ARGS = ["run", "--regime", "sims", "--generations", "2", "--preset", "micro"]
+
+
+def launch(*args, env=None):
+    proc = subprocess.run(LAUNCH + list(map(str, args)), capture_output=True, text=True, cwd=ROOT, timeout=600,
+                          env={**os.environ, "CUDA_VISIBLE_DEVICES": "", **(env or {})})
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def rows(folder):
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_processes_run_and_resume(tmp_path):
+    out = tmp_path / "mp"
+    code, log = launch(*ARGS, "--out", out)
+    assert code == 0, log[-3000:]
+    assert json.loads((out / "config.json").read_text())["num_processes"] == 2
+    assert [r["num_processes"] for r in rows(out)] == [2, 2]
+    for t in range(2):
+        assert (out / f"gen_{t:03d}" / "DONE").exists() and (out / f"gen_{t:03d}" / "aux_model").is_dir()
+        with np.load(out / f"gen_{t:03d}" / "samples.npz") as z:
+            images = z["images"]
+        assert len(images) == 100  # every chunk once: 2 chunks of 50, one per process
+        assert len({im.tobytes() for im in images}) == 100  # no duplicated chunk
+
+    # kill both processes during generation 1's training, then resume with the same command
+    shutil.rmtree(out / "gen_001")
+    lines = (out / "metrics.jsonl").read_text().splitlines()[:1]
+    (out / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    code, log = launch(*ARGS, "--out", out, env={"AUTOPHAGY_KILL_AT": "train:1:0:15"})
+    assert code != 0 and not (out / "gen_001" / "DONE").exists()
+    assert (out / "gen_001" / "work" / "checkpoints_base" / "step_0000010").is_dir()
+    code, log = launch(*ARGS, "--out", out)
+    assert code == 0, log[-3000:]
+    assert [r["generation"] for r in rows(out)] == [0, 1] and rows(out)[1]["num_processes"] == 2
