@@ -37,3 +37,7 @@ def build_sample_scheduler(cfg: RunConfig) -> DDIMScheduler:
     scheduler = DDIMScheduler.from_config(build_train_scheduler(cfg).config)
     scheduler.set_timesteps(cfg.ddim_steps)
     return scheduler
+
+
+def parameter_count(model) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -32,7 +32,8 @@ class TrainingDiverged(RuntimeError):
 
 
 def make_accelerator(cfg: RunConfig) -> Accelerator:
-    return Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
+    return Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available(),
+                       dynamo_backend="inductor" if cfg.compile else "no")
 
 
 def images_to_tensor(images: np.ndarray, device) -> torch.Tensor:
