@@ -21,6 +21,7 @@ from accelerate import PartialState
 from diffusers import DDIMPipeline, UNet2DModel
 from PIL import Image
 from torchvision.utils import make_grid
+from tqdm.auto import tqdm
 
 from autophagy import faults
 from autophagy.config import ConfigError, RunConfig, validate
@@ -96,7 +97,7 @@ class _Loop:
         self.regime = REGIMES[cfg.regime]
         self.sampler = cfg.effective_sampler
         self.draws = RealDraws(real.pool, cfg)
-        self.device = make_accelerator(cfg).device
+        self.device = state.device
         self._scorer_cache = None
 
     @property
@@ -180,7 +181,6 @@ class _Loop:
         chunk_dir.mkdir(parents=True, exist_ok=True)
         results = {}
         autocast = self.sampling_autocast()
-        from tqdm.auto import tqdm
         bar = tqdm(total=n_images, desc=f"gen {t} {'sample' if role == BASE else 'aux sample'}", leave=False,
                    disable=not state.is_local_main_process, dynamic_ncols=True)
         for index, images, labels in sample_chunks(denoiser, cfg, n_images, (cfg.seed, t, role), purpose,
@@ -223,7 +223,7 @@ class _Loop:
             aux_images, aux_labels = None, None
             if not rd.aux_model_dir(t).exists():
                 aux_images, aux_labels = self.draw(denoiser, cfg.n_aux, t, AUX, work / "aux_chunks")
-            aux, aux_train_seconds = self.trained(
+            aux, _ = self.trained(
                 rd.aux_model_dir(t), lambda: copy.deepcopy(base),
                 lambda m: train_diffusion(m, aux_images, aux_labels, cfg, cfg.aux_train_steps, (cfg.seed, t, AUX), work / "checkpoints_aux",
                                           f"gen {t} aux fine-tune"), "aux", t)
@@ -237,8 +237,9 @@ class _Loop:
 
         if state.is_main_process:
             faults.reached("metrics", t)
+            scorer = self.scorer  # built once per run (feature extractor, reference), outside the timing
             start = time.perf_counter()
-            row = self.scorer.score(samples)
+            row = scorer.score(samples)
             metric_seconds = time.perf_counter() - start
             arrays = {"images": samples, **({"labels": sample_labels} if sample_labels is not None else {})}
             atomic_save_npz(rd.samples_path(t), **arrays)
