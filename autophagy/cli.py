@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", type=Path, help="folder of the runs and the report (default: runs/compare-<preset>)")
     _add_config_args(compare)
 
+    rescore = sub.add_parser("rescore", help="recompute the metrics of finished generations from their samples")
+    rescore.add_argument("runs", nargs="+", type=Path, help="run folders")
+
     report = sub.add_parser("report", help="write the comparison report of existing run folders")
     report.add_argument("runs", nargs="+", type=Path, help="run folders")
     report.add_argument("--out", type=Path, help="report folder (default: report/ beside the first run)")
@@ -147,6 +150,14 @@ def _dispatch(args) -> int:
                    for r in regimes for s in seeds]
         report = run_compare(configs, out)
         print(f"report: {report}")
+        return 0
+    if args.command == "rescore":
+        from loops.orchestrator import rescore_run
+        for path in args.runs:
+            if not (path / "config.json").is_file():
+                raise ConfigError(f"rescore: {str(path)!r} is not a run folder (no config.json)")
+        for path in args.runs:
+            rescore_run(path)
         return 0
     if args.command == "report":
         from analysis.report import write_report

@@ -1,8 +1,11 @@
 """Feature spaces the metrics are computed in, behind one interface (`FEATURE_SPACES` registry).
 
-- `lenet` (default): a small CNN classifier trained once on the real pool (deterministic for the
-  seed), cached on disk outside the run folder under a key of the data and its own config. Its
-  penultimate layer gives the features; its head labels generated images (modes merging in MAD).
+- `lenet` (default): a small CNN classifier trained once on the real pool, cached on disk outside
+  the run folder under a key of the data, the seed and its own config; every run of that seed and
+  data then scores in the very same network (its cache key is recorded as `feature_id`). Its
+  initial weights and data order derive from the seed; retrained in another process it may differ
+  in the last bits (oneDNN/MKL kernels depend on memory alignment), so the cached file is the
+  reference. Its penultimate layer gives the features; its head labels generated images.
 - `inception`: clean-fid's Inception-v3 (torchscript, 2048-d pool features) with clean-fid's clean
   PIL-bicubic resize to 299x299. Offline it takes a local weights file.
 """
@@ -24,7 +27,7 @@ from autophagy.data import RealData
 from autophagy.seeding import rng_for, seed_for
 from autophagy.training import images_to_tensor
 
-LENET_CONFIG = dict(version=1, epochs=6, batch_size=64, learning_rate=1e-3, width=32, feature_dim=128)
+LENET_CONFIG = dict(version=2, epochs=6, batch_size=64, learning_rate=1e-3, width=32, feature_dim=128)
 INCEPTION_FILE = "inception-2015-12-05.pt"
 INCEPTION_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
 
@@ -51,9 +54,10 @@ class LeNet(nn.Module):
 class LeNetFeatures:
     name = "lenet"
 
-    def __init__(self, model: LeNet, accuracy: float):
+    def __init__(self, model: LeNet, accuracy: float, identity: str):
         self.model = model.eval()
         self.accuracy = accuracy  # held-out accuracy on the reference set, reported when trained
+        self.identity = identity  # the cache key: names exactly which network gave the features
 
     @torch.inference_mode()
     def _batches(self, images: np.ndarray, fn, batch: int = 1000) -> np.ndarray:
@@ -80,13 +84,12 @@ def train_lenet(real: RealData, seed: int) -> LeNetFeatures:
                           "use --features inception")
     path = _lenet_cache_path(real, seed)
     _, C, H, _ = real.images.shape
+    torch.manual_seed(seed_for(seed, "lenet"))  # initial weights derive from the seed
     model = LeNet(C, H, real.num_classes, LENET_CONFIG["width"], LENET_CONFIG["feature_dim"])
     if path.exists():
         blob = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(blob["state_dict"])
-        return LeNetFeatures(model, float(blob["accuracy"]))
-
-    torch.manual_seed(seed_for(seed, "lenet"))  # initial weights
+        return LeNetFeatures(model, float(blob["accuracy"]), path.stem)
     x = images_to_tensor(real.images[real.pool], "cpu")
     y = torch.as_tensor(real.labels[real.pool])
     optimizer = torch.optim.Adam(model.parameters(), lr=LENET_CONFIG["learning_rate"])
@@ -101,7 +104,7 @@ def train_lenet(real: RealData, seed: int) -> LeNetFeatures:
             loss.backward()
             optimizer.step()
     model.eval()
-    extractor = LeNetFeatures(model, 0.0)
+    extractor = LeNetFeatures(model, 0.0, path.stem)
     ref_pred = extractor.classify(real.images[real.reference])
     extractor.accuracy = float((ref_pred == real.labels[real.reference]).mean())
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -143,6 +146,7 @@ class InceptionFeatures:
         self.model = InceptionV3W(str(folder), download=False).to(device).eval()
         self.resize = build_resizer("clean")  # clean-fid's PIL bicubic resize to 299x299
         self.device, self.batch_size = device, batch_size
+        self.identity = INCEPTION_FILE.removesuffix(".pt")
 
     @torch.inference_mode()
     def __call__(self, images: np.ndarray) -> np.ndarray:

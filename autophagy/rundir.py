@@ -113,8 +113,10 @@ class RunDir:
 
     def append_row(self, row: dict) -> None:
         """Append a generation's row; a row of the same generation left by an interrupted run is replaced."""
-        rows = [r for r in self.read_rows() if r["generation"] != row["generation"]] + [row]
-        rows.sort(key=lambda r: r["generation"])
+        self.write_rows([r for r in self.read_rows() if r["generation"] != row["generation"]] + [row])
+
+    def write_rows(self, rows: list[dict]) -> None:
+        rows = sorted(rows, key=lambda r: r["generation"])
         atomic_write_text(self.metrics_path, "".join(json.dumps(r) + "\n" for r in rows))
 
     def mark_done(self, t: int) -> None:

@@ -91,6 +91,25 @@ def run_loop(cfg: RunConfig, out: Path | str, overwrite: bool = False, log=print
     return rd
 
 
+def rescore_run(out: Path | str, log=print) -> RunDir:
+    """Recompute every generation's metrics from its saved samples in the run's feature space (after
+    the feature extractor changed, say); timings and counts are kept, metric values replaced."""
+    rd = RunDir(out)
+    cfg = RunConfig.from_dict(json.loads(rd.config_path.read_text()))
+    real = load_data_for(cfg)
+    with rd.locked():
+        rd.reference_features_path.unlink(missing_ok=True)
+        rd.baseline_path.unlink(missing_ok=True)
+        scorer = _Loop(cfg, rd, real, PartialState(cpu=not torch.cuda.is_available()), log).scorer
+        rows = []
+        for row in rd.read_rows():
+            images, _ = rd.load_samples(row["generation"])
+            rows.append({**row, **scorer.score(images), "feature_id": scorer.extractor.identity})
+        rd.write_rows(rows)
+    log(f"rescored {len(rows)} generations of {rd.root} with {scorer.extractor.identity}")
+    return rd
+
+
 class _Loop:
     def __init__(self, cfg: RunConfig, rd: RunDir, real: RealData, state: PartialState, log):
         self.cfg, self.rd, self.real, self.state, self.log = cfg, rd, real, state, log
@@ -113,16 +132,18 @@ class _Loop:
         cached = None
         if rd.reference_features_path.exists():
             with np.load(rd.reference_features_path) as z:
-                if str(z["feature_space"]) == extractor.name:
+                if "feature_id" in z.files and str(z["feature_id"]) == extractor.identity:  # the very same network, not just its kind
                     cached = z["features"]
         if cached is None:
             cached = extractor(real.images[real.reference])
-            atomic_save_npz(rd.reference_features_path, features=cached, feature_space=extractor.name)
+            atomic_save_npz(rd.reference_features_path, features=cached, feature_id=extractor.identity)
+            rd.baseline_path.unlink(missing_ok=True)
         scorer = Scorer(extractor, cached, cfg.k, real.num_classes)
         if not rd.baseline_path.exists():  # the real-vs-real floor: pool images scored like a generation
             n = min(cfg.n_synthetic, len(real.pool))
             baseline = real.pool[np.sort(np.random.default_rng(seed_for(cfg.seed, "split", 1)).choice(len(real.pool), n, replace=False))]
-            row = {"kind": "real-baseline", "seed": cfg.seed, "feature_space": extractor.name, "k": cfg.k,
+            row = {"kind": "real-baseline", "seed": cfg.seed, "feature_space": extractor.name,
+                   "feature_id": extractor.identity, "k": cfg.k,
                    "n_reference": len(cached), "n_generated": n, **scorer.score(real.images[baseline])}
             if getattr(extractor, "accuracy", None) is not None:
                 row["lenet_accuracy"] = extractor.accuracy
@@ -246,8 +267,9 @@ class _Loop:
             atomic_write_bytes(rd.grid_path(t), grid_png(samples))
             row = {
                 "generation": t, "regime": cfg.regime, "sampler": self.sampler, "seed": cfg.seed,
-                "preset": cfg.preset, **row, "feature_space": self.scorer.extractor.name, "k": cfg.k,
-                "n_reference": len(self.scorer.reference), "n_generated": len(samples),
+                "preset": cfg.preset, **row, "feature_space": scorer.extractor.name,
+                "feature_id": scorer.extractor.identity, "k": cfg.k,
+                "n_reference": len(scorer.reference), "n_generated": len(samples),
                 "n_train_real": n_train_real, "n_train_synthetic": n_train_synthetic,
                 "guidance_weight": cfg.guidance_weight if self.sampler == "sims" else 0.0,
                 "sampling_bias": cfg.sampling_bias, "num_processes": state.num_processes,

@@ -95,3 +95,22 @@ def test_sampling_bias_trains_a_class_conditional_model(micro, tmp_path):
 def test_sims_sampler_composes_with_any_regime(micro, tmp_path):
     run_loop(micro(regime="fresh-data", sampler="sims", generations=2), tmp_path / "fresh-sims")
     assert (tmp_path / "fresh-sims" / "gen_001" / "aux_model").is_dir()
+
+
+def test_rescore_recomputes_every_row_from_the_samples(finished_run):
+    """Corrupted metric values come back from the saved samples and the cached extractor."""
+    from autophagy.rundir import RunDir
+    from loops.orchestrator import rescore_run
+    cfg, out = finished_run
+    rd = RunDir(out)
+    before = rd.read_rows()
+    rd.write_rows([{**r, "fid": -1.0, "precision": -1.0} for r in before])
+    (out / "baseline.json").unlink()
+    rescore_run(out, log=lambda *_: None)
+    assert (out / "baseline.json").exists()
+    after = RunDir(out).read_rows()
+    assert len(after) == len(before) == 3
+    for a, b in zip(after, before):
+        for key in ("fid", "precision", "recall", "density", "coverage", "class_histogram", "train_seconds"):
+            assert a[key] == pytest.approx(b[key], rel=1e-6), key
+        assert a["feature_id"] == b["feature_id"]

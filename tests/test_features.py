@@ -1,0 +1,58 @@
+"""Feature spaces: lenet deterministic and cached; inception fails clearly without its weights."""
+import os
+import urllib.error
+
+import numpy as np
+import pytest
+
+import autophagy.features as features
+from autophagy.config import ConfigError, make_config
+from autophagy.data import load_real_data
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_real_data("digits", 8, 300, seed=0)
+
+
+def test_lenet_is_deterministic_cached_and_accurate(digits, tmp_path, monkeypatch):
+    monkeypatch.setenv("AUTOPHAGY_CACHE", str(tmp_path / "a"))
+    first = features.train_lenet(digits, seed=0)
+    cached = list((tmp_path / "a" / "lenet").glob("*.pt"))
+    assert len(cached) == 1
+    assert first.accuracy > 0.85  # held-out accuracy on the reference set
+    again = features.train_lenet(digits, seed=0)  # from the cache
+    x = digits.images[digits.reference[:50]]
+    assert np.array_equal(first(x), again(x)) and again.accuracy == first.accuracy
+    monkeypatch.setenv("AUTOPHAGY_CACHE", str(tmp_path / "b"))
+    retrained = features.train_lenet(digits, seed=0)  # trained anew from the same seed
+    assert abs(retrained.accuracy - first.accuracy) < 0.03
+    assert first(x).shape == (50, 128)
+    assert set(first.classify(x)) <= set(range(10))
+
+
+def test_inception_without_weights_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.delenv("AUTOPHAGY_INCEPTION_WEIGHTS", raising=False)
+    monkeypatch.setattr(features, "INCEPTION_FILE", "missing-inception.pt")
+
+    def offline(fpath):
+        raise urllib.error.URLError("no network")
+    import cleanfid.downloads_helper
+    monkeypatch.setattr(cleanfid.downloads_helper, "check_download_inception", offline)
+    with pytest.raises(ConfigError) as exc:
+        features.inception_weights_path(make_config("micro", features="inception"))
+    message = str(exc.value)
+    assert "--inception-weights" in message and "AUTOPHAGY_INCEPTION_WEIGHTS" in message and "\n" not in message
+
+
+WEIGHTS = os.environ.get("AUTOPHAGY_INCEPTION_WEIGHTS", "/tmp/inception-2015-12-05.pt")
+
+
+@pytest.mark.skipif(not os.path.isfile(WEIGHTS), reason="clean-fid Inception weights not available offline")
+def test_inception_features_give_clean_fid_fid(digits):
+    from cleanfid.fid import fid_from_feats
+    from autophagy.metrics import compute_metrics
+    extractor = features.InceptionFeatures(features.Path(WEIGHTS))
+    a, b = extractor(digits.images[:64]), extractor(digits.images[64:128])
+    assert a.shape == (64, 2048)
+    assert compute_metrics(a, b)["fid"] == pytest.approx(fid_from_feats(a, b), rel=1e-9)
