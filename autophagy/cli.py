@@ -124,10 +124,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args) -> int:
-    from autophagy.config import validate
+    from loops.regimes import validate_run  # the CLI is the one place that wires engine and loops
     if args.command == "run":
         from loops.orchestrator import run_loop
-        cfg = validate(make_config(args.preset, regime=args.regime, generations=args.generations, seed=args.seed,
+        cfg = validate_run(make_config(args.preset, regime=args.regime, generations=args.generations, seed=args.seed,
                                    **_overrides(args)))
         out = args.out or Path("runs") / f"{cfg.regime}-{cfg.preset}-s{cfg.seed}"
         _check_out(out)
@@ -146,7 +146,7 @@ def _dispatch(args) -> int:
             raise ConfigError(f"--seeds: {args.seeds!r} must be integers >= 0")
         out = args.out or Path("runs") / f"compare-{args.preset}"
         _check_out(out)
-        configs = [validate(make_config(args.preset, regime=r, generations=args.generations, seed=s, **_overrides(args)))
+        configs = [validate_run(make_config(args.preset, regime=r, generations=args.generations, seed=s, **_overrides(args)))
                    for r in regimes for s in seeds]
         report = run_compare(configs, out)
         print(f"report: {report}")

@@ -78,11 +78,6 @@ class RunConfig:
         return cls(**values)
 
     @property
-    def effective_sampler(self) -> str:
-        from loops.regimes import REGIMES  # the regime's own sampler, when none was asked for
-        return self.sampler or REGIMES[self.regime].sampler
-
-    @property
     def fresh_per_generation(self) -> int:
         return self.n_real_fresh or self.n_real
 
@@ -127,9 +122,9 @@ def make_config(preset: str = "cpu", **overrides) -> RunConfig:
 
 
 def validate(cfg: RunConfig) -> RunConfig:
-    """Every fail-fast that needs no data: one ConfigError naming field, value and what is allowed."""
+    """Every fail-fast that needs no data: one ConfigError naming field, value and what is allowed.
+    The regime is checked by loops.regimes.validate_run (the engine knows nothing about loops)."""
     from autophagy.features import FEATURE_SPACES
-    from loops.regimes import REGIMES
 
     def choose(name, value, allowed):
         if value not in allowed:
@@ -139,7 +134,6 @@ def validate(cfg: RunConfig) -> RunConfig:
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"--{name.replace('_', '-')}: {value!r} is not allowed; it must be an integer >= {low}")
 
-    choose("regime", cfg.regime, list(REGIMES))
     choose("preset", cfg.preset, list(PRESETS))
     choose("features", cfg.features, list(FEATURE_SPACES))
     choose("init", cfg.init, INITS)
@@ -149,13 +143,10 @@ def validate(cfg: RunConfig) -> RunConfig:
     if cfg.sampler:
         choose("sampler", cfg.sampler, SAMPLERS)
     for name in ("generations", "n_real", "n_synthetic", "n_reference", "train_steps", "batch_size",
-                 "ddim_steps", "sample_batch_size", "k", "resolution", "layers_per_block"):
+                 "ddim_steps", "sample_batch_size", "k", "resolution", "layers_per_block", "n_aux", "aux_train_steps"):
         at_least(name, getattr(cfg, name), 1)
-    for name in ("n_real_fresh", "checkpoint_every", "seed", "aux_train_steps"):
+    for name in ("n_real_fresh", "checkpoint_every", "seed"):
         at_least(name, getattr(cfg, name), 0)
-    if cfg.effective_sampler == "sims":
-        at_least("n_aux", cfg.n_aux, 1)
-        at_least("aux_train_steps", cfg.aux_train_steps, 1)
     if not (cfg.guidance_weight >= 0 and cfg.guidance_weight < float("inf")):
         raise ConfigError(f"--guidance-weight: {cfg.guidance_weight!r} is not allowed; it must be a finite number >= 0")
     if not (0 < cfg.sampling_bias <= 1):

@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 from accelerate.state import AcceleratorState
 from diffusers import DDIMPipeline
-from diffusers.training_utils import EMAModel
 
 from autophagy.config import make_config
 from autophagy.data import load_real_data

@@ -15,12 +15,13 @@ from pathlib import Path
 from autophagy.config import RunConfig
 from autophagy.rundir import RunDir
 from loops.orchestrator import load_data_for, run_loop
+from loops.regimes import sampler_of
 
 
 def generation_zero_key(cfg: RunConfig) -> str:
     """Everything generation 0 depends on: the config without regime and generation count."""
-    values = dataclasses.asdict(dataclasses.replace(cfg, regime="", generations=1, sampler=cfg.effective_sampler))
-    if cfg.effective_sampler != "sims":
+    values = dataclasses.asdict(dataclasses.replace(cfg, regime="", generations=1, sampler=sampler_of(cfg)))
+    if sampler_of(cfg) != "sims":
         for name in ("guidance_weight", "n_aux", "aux_train_steps"):
             values.pop(name)
     return json.dumps(values, sort_keys=True)

@@ -24,7 +24,7 @@ from torchvision.utils import make_grid
 from tqdm.auto import tqdm
 
 from autophagy import faults
-from autophagy.config import ConfigError, RunConfig, validate
+from autophagy.config import ConfigError, RunConfig
 from autophagy.data import RealData, load_real_data
 from autophagy.features import build_extractor
 from autophagy.metrics import class_statistics, compute_metrics, gaussian_stats, knn_radii
@@ -33,7 +33,7 @@ from autophagy.rundir import RunDir, atomic_save_npz, atomic_save_pretrained, at
 from autophagy.sampling import GuidedDenoiser, chunk_sizes, sample_chunks
 from autophagy.seeding import seed_for
 from autophagy.training import make_accelerator, train_diffusion
-from loops.regimes import REGIMES, RealDraws, check_pool
+from loops.regimes import REGIMES, RealDraws, check_pool, sampler_of, validate_run
 
 BASE, AUX = 0, 1  # role integers in the seeds of a generation's two models
 
@@ -71,7 +71,7 @@ def load_data_for(cfg: RunConfig) -> RealData:
 
 def run_loop(cfg: RunConfig, out: Path | str, overwrite: bool = False, log=print) -> RunDir:
     """Run (or resume) every generation of `cfg` into the run folder `out`."""
-    validate(cfg)
+    validate_run(cfg)
     real = load_data_for(cfg)           # fails fast on data and pool sizes, before the folder is touched
     # cpu=True on a machine without CUDA: how accelerate recognises a multi-process CPU (gloo) launch
     state = PartialState(cpu=not torch.cuda.is_available())
@@ -114,7 +114,7 @@ class _Loop:
     def __init__(self, cfg: RunConfig, rd: RunDir, real: RealData, state: PartialState, log):
         self.cfg, self.rd, self.real, self.state, self.log = cfg, rd, real, state, log
         self.regime = REGIMES[cfg.regime]
-        self.sampler = cfg.effective_sampler
+        self.sampler = sampler_of(cfg)
         self.draws = RealDraws(real.pool, cfg)
         self.device = state.device
         self._scorer_cache = None

@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from autophagy.config import ConfigError, RunConfig
+from autophagy.config import ConfigError, RunConfig, validate
 from autophagy.seeding import rng_for
 
 
@@ -93,3 +93,15 @@ REGIMES: dict[str, Regime] = {
         lambda t, d: TrainingSet(d.draw(0), (t - 1,)), sampler="sims",
         description="D_t = R_0 ∪ S_{t-1}, S_t drawn with the SIMS sampler (SIMS §4)"),
 }
+
+
+def sampler_of(cfg: RunConfig) -> str:
+    """How S_t is drawn: --sampler when given, else the regime's own sampler."""
+    return cfg.sampler or REGIMES[cfg.regime].sampler
+
+
+def validate_run(cfg: RunConfig) -> RunConfig:
+    """The engine's validation plus the regime, before any work."""
+    if cfg.regime not in REGIMES:
+        raise ConfigError(f"--regime: {cfg.regime!r} is not allowed; choose one of {', '.join(REGIMES)}")
+    return validate(cfg)

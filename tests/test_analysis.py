@@ -20,3 +20,9 @@ def test_comparison_table_ratios_per_seed():
     row = comparison_table(df, metrics=("fid",)).iloc[0]
     assert row.gen0_mean == 15 and row.last_mean == 25 and row.last_generation == 2
     assert row.ratio_mean == 2.0 and np.isclose(row.ratio_std, np.std([3.0, 1.0], ddof=1))
+
+
+def test_engine_knows_nothing_about_loops():
+    code = ("import sys, autophagy.config, autophagy.data, autophagy.training, autophagy.sampling, "
+            "autophagy.features, autophagy.metrics, autophagy.rundir; assert 'loops' not in sys.modules")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
