@@ -7,6 +7,8 @@ import pandas as pd
 
 from analysis.load import METRICS, load_samples
 
+BOUNDS = {"precision": (0, 1), "recall": (0, 1), "coverage": (0, 1), "density": (0, None), "fid": (0, None),
+          "classes_covered": (0, None)}  # a ± std band is clipped to the range the metric can take
 LABELS = {"fid": "FID ↓", "precision": "precision ↑", "recall": "recall ↑", "density": "density",
           "coverage": "coverage ↑", "classes_covered": "classes covered ↑"}
 
@@ -23,8 +25,9 @@ def plot_curves(df: pd.DataFrame, baselines: pd.DataFrame | None = None, metrics
         for regime, group in df.groupby("regime", sort=False):
             stats = group.groupby("generation")[metric].agg(["mean", "std"]).fillna(0.0)
             line, = ax.plot(stats.index, stats["mean"], marker="o", ms=3, label=regime)
-            ax.fill_between(stats.index, stats["mean"] - stats["std"], stats["mean"] + stats["std"],
-                            color=line.get_color(), alpha=0.2)
+            low, high = BOUNDS.get(metric, (None, None))
+            band = (stats["mean"] - stats["std"]).clip(lower=low), (stats["mean"] + stats["std"]).clip(upper=high)
+            ax.fill_between(stats.index, *band, color=line.get_color(), alpha=0.2)
         if baselines is not None and metric in baselines.columns and len(baselines):
             ax.axhline(baselines[metric].mean(), color="k", ls="--", lw=1, label="real vs real")
         ax.set_xlabel("generation")
