@@ -6,6 +6,7 @@ source has none); `to_arrays` resizes to the preset's resolution and returns (N,
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,7 +108,7 @@ def to_arrays(ds: datasets.Dataset, resolution: int, skip_unreadable: bool = Fal
     for i, (item, label) in enumerate(zip(raw["image"], raw["label"])):
         name = item.get("path") or f"row {i}"
         try:
-            img = Image.open(item["path"]) if item.get("bytes") is None else Image.open(_bytes_io(item["bytes"]))
+            img = Image.open(item["path"]) if item.get("bytes") is None else Image.open(io.BytesIO(item["bytes"]))
             img.load()
         except Exception as exc:
             if skip_unreadable:
@@ -128,11 +129,6 @@ def to_arrays(ds: datasets.Dataset, resolution: int, skip_unreadable: bool = Fal
     names = ds.features["label"].names if isinstance(ds.features["label"], datasets.ClassLabel) else None
     num_classes = len(names) if names else int(labels.max()) + 1
     return np.ascontiguousarray(images), labels, num_classes
-
-
-def _bytes_io(data: bytes):
-    import io
-    return io.BytesIO(data)
 
 
 def split_pool_reference(n_images: int, n_reference: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -31,7 +31,7 @@ from autophagy.metrics import class_statistics, compute_metrics, gaussian_stats,
 from autophagy.models import build_sample_scheduler, build_unet
 from autophagy.rundir import RunDir, atomic_save_npz, atomic_save_pretrained, atomic_write_bytes, atomic_write_text
 from autophagy.sampling import GuidedDenoiser, chunk_sizes, sample_chunks
-from autophagy.seeding import seed_for
+from autophagy.seeding import rng_for, seed_for
 from autophagy.training import make_accelerator, train_diffusion
 from loops.regimes import REGIMES, RealDraws, check_pool, sampler_of, validate_run
 
@@ -132,7 +132,8 @@ class _Loop:
         cached = None
         if rd.reference_features_path.exists():
             with np.load(rd.reference_features_path) as z:
-                if "feature_id" in z.files and str(z["feature_id"]) == extractor.identity:  # the very same network, not just its kind
+                # the very same network, not just the same kind of extractor
+                if "feature_id" in z.files and str(z["feature_id"]) == extractor.identity:
                     cached = z["features"]
         if cached is None:
             cached = extractor(real.images[real.reference])
@@ -141,7 +142,7 @@ class _Loop:
         scorer = Scorer(extractor, cached, cfg.k, real.num_classes)
         if not rd.baseline_path.exists():  # the real-vs-real floor: pool images scored like a generation
             n = min(cfg.n_synthetic, len(real.pool))
-            baseline = real.pool[np.sort(np.random.default_rng(seed_for(cfg.seed, "split", 1)).choice(len(real.pool), n, replace=False))]
+            baseline = real.pool[np.sort(rng_for(cfg.seed, "split", 1).choice(len(real.pool), n, replace=False))]
             row = {"kind": "real-baseline", "seed": cfg.seed, "feature_space": extractor.name,
                    "feature_id": extractor.identity, "k": cfg.k,
                    "n_reference": len(cached), "n_generated": n, **scorer.score(real.images[baseline])}
