@@ -49,7 +49,7 @@ class RunConfig:
     layers_per_block: int = _f(1, "UNet2DModel ResNet layers per block")
     attention: bool = _f(False, "use attention blocks at the lowest resolution")
     prediction_type: str = _f("v_prediction", "epsilon or v_prediction")
-    train_steps: int = _f(400, "optimizer steps per generation")
+    train_steps: int = _f(360, "optimizer steps per generation")
     batch_size: int = _f(32, "training batch size (global, across processes)")
     learning_rate: float = _f(1e-3, "AdamW learning rate")
     ema_decay: float = _f(0.995, "EMA decay of the weights that are saved and sampled")

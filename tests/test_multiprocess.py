@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tests.conftest import ROOT
 
@@ -15,7 +16,7 @@ ARGS = ["run", "--regime", "sims", "--generations", "2", "--preset", "micro"]
 
 
 def launch(*args, env=None):
-    proc = subprocess.run(LAUNCH + list(map(str, args)), capture_output=True, text=True, cwd=ROOT, timeout=600,
+    proc = subprocess.run(LAUNCH + list(map(str, args)), check=False, capture_output=True, text=True, cwd=ROOT, timeout=600,
                           env={**os.environ, "CUDA_VISIBLE_DEVICES": "", **(env or {})})
     return proc.returncode, proc.stdout + proc.stderr
 
@@ -24,10 +25,16 @@ def rows(folder):
     return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_two_processes_run_and_resume(tmp_path):
-    out = tmp_path / "mp"
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("mp") / "run"
     code, log = launch(*ARGS, "--out", out)
     assert code == 0, log[-3000:]
+    return out
+
+
+def test_two_processes_both_take_part(two_process_run):
+    out = two_process_run
     assert json.loads((out / "config.json").read_text())["num_processes"] == 2
     assert [r["num_processes"] for r in rows(out)] == [2, 2]
     for t in range(2):
@@ -37,13 +44,21 @@ def test_two_processes_run_and_resume(tmp_path):
         assert len(images) == 100  # every chunk once: 2 chunks of 50, one per process
         assert len({im.tobytes() for im in images}) == 100  # no duplicated chunk
 
-    # kill both processes during generation 1's training, then resume with the same command
+
+def test_two_processes_resume_from_a_checkpoint(two_process_run, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(two_process_run, out)
+    # roll back to after generation 0, kill both processes during generation 1's training, then resume
     shutil.rmtree(out / "gen_001")
-    lines = (out / "metrics.jsonl").read_text().splitlines()[:1]
-    (out / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    (out / "metrics.jsonl").write_text((out / "metrics.jsonl").read_text().splitlines()[0] + "\n")
     code, log = launch(*ARGS, "--out", out, env={"AUTOPHAGY_KILL_AT": "train:1:0:15"})
     assert code != 0 and not (out / "gen_001" / "DONE").exists()
     assert (out / "gen_001" / "work" / "checkpoints_base" / "step_0000010").is_dir()
     code, log = launch(*ARGS, "--out", out)
     assert code == 0, log[-3000:]
+    # generation 1's training bar (30 steps) starts at the checkpoint's step 10, never at 0
+    assert "| 10/30 [" in log and "| 0/30 [" not in log
     assert [r["generation"] for r in rows(out)] == [0, 1] and rows(out)[1]["num_processes"] == 2
+    assert (out / "gen_001" / "DONE").exists()
+    with np.load(out / "gen_001" / "samples.npz") as z:
+        assert len({im.tobytes() for im in z["images"]}) == 100
