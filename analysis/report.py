@@ -37,8 +37,7 @@ def ratio_interval(ratios: pd.Series, level: float = 0.95) -> tuple[float, float
     """Student-t interval of the mean ratio over seeds; NaN with fewer than two seeds."""
     if len(ratios) < 2:
         return np.nan, np.nan
-    half = stats.t.ppf((1 + level) / 2, len(ratios) - 1) * ratios.std(ddof=1) / np.sqrt(len(ratios))
-    return ratios.mean() - half, ratios.mean() + half
+    return stats.t.interval(level, len(ratios) - 1, loc=ratios.mean(), scale=stats.sem(ratios))
 
 
 def table_markdown(table: pd.DataFrame) -> str:

@@ -56,9 +56,7 @@ def train_images_per_s(cfg, steps: int, device: str) -> float:
 def sample_images_per_s(cfg, n_images: int, device: str, guided: bool) -> float:
     base = build_unet(cfg, 3).to(device).eval()
     aux = build_unet(cfg, 3).to(device).eval() if guided else None
-    if cfg.channels_last:
-        base = base.to(memory_format=torch.channels_last)
-        aux = aux.to(memory_format=torch.channels_last) if aux is not None else None
+    # as the run samples: weights as training leaves them, the denoiser makes its input channels_last
     denoiser = GuidedDenoiser(base, aux, cfg.guidance_weight if guided else 0.0, channels_last=cfg.channels_last)
     autocast = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if cfg.mixed_precision == "bf16" else None
     one_chunk = dataclasses.replace(cfg, sample_batch_size=n_images)

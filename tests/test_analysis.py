@@ -21,7 +21,8 @@ def test_comparison_table_ratios_per_seed():
     assert row.gen0_mean == 15 and row.last_mean == 25 and row.last_generation == 2
     assert row.ratio_mean == 2.0 and np.isclose(row.ratio_std, np.std([3.0, 1.0], ddof=1))
     # ratios 3 and 1: mean 2, standard error 1, Student t(0.975, 1 dof) = 12.706 from the tables
-    assert np.isclose(row.ratio_ci95_low, 2 - 12.7062, atol=1e-3) and np.isclose(row.ratio_ci95_high, 2 + 12.7062, atol=1e-3)
+    assert np.isclose(row.ratio_ci95_low, 2 - 12.7062, atol=1e-3)
+    assert np.isclose(row.ratio_ci95_high, 2 + 12.7062, atol=1e-3)
     one_seed = comparison_table(df[df.seed == 0], metrics=("fid",)).iloc[0]
     assert one_seed.ratio_mean == 3.0 and np.isnan(one_seed.ratio_ci95_low)
 

@@ -51,6 +51,7 @@ WEIGHTS = os.environ.get("AUTOPHAGY_INCEPTION_WEIGHTS", "/tmp/inception-2015-12-
 @pytest.mark.skipif(not os.path.isfile(WEIGHTS), reason="clean-fid Inception weights not available offline")
 def test_inception_features_give_clean_fid_fid(digits):
     from cleanfid.fid import fid_from_feats
+
     from autophagy.metrics import compute_metrics
     extractor = features.InceptionFeatures(features.Path(WEIGHTS))
     a, b = extractor(digits.images[:64]), extractor(digits.images[64:128])

@@ -16,8 +16,8 @@ ARGS = ["run", "--regime", "sims", "--generations", "2", "--preset", "micro"]
 
 
 def launch(*args, env=None):
-    proc = subprocess.run(LAUNCH + list(map(str, args)), check=False, capture_output=True, text=True, cwd=ROOT, timeout=600,
-                          env={**os.environ, "CUDA_VISIBLE_DEVICES": "", **(env or {})})
+    proc = subprocess.run(LAUNCH + list(map(str, args)), check=False, capture_output=True, text=True, cwd=ROOT,
+                          timeout=600, env={**os.environ, "CUDA_VISIBLE_DEVICES": "", **(env or {})})
     return proc.returncode, proc.stdout + proc.stderr
 
 
