@@ -47,6 +47,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, action="store_true", default=None, help=f.metadata["help"])
         elif f.name == "block_out_channels":
             p.add_argument(flag, type=_parse_channels, metavar="C1,C2,…", help=f.metadata["help"])
+        elif f.name == "plugins":
+            p.add_argument("--plugin", dest="plugins", action="append", metavar="MODULE_OR_FILE", help=f.metadata["help"])
         else:
             kind = {"int": int, "float": float, "str": str}[str(f.type)]
             p.add_argument(flag, type=kind, help=f.metadata["help"] + f" (default: preset; cpu: {f.default!r})")
@@ -84,7 +86,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args) -> dict:
-    return {f.name: getattr(args, f.name, None) for f in dataclasses.fields(RunConfig) if f.name not in _OWN_ARGS}
+    values = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(RunConfig) if f.name not in _OWN_ARGS}
+    if values.get("plugins"):
+        values["plugins"] = tuple(values["plugins"])
+    return values
+
+
+def _load_plugins(args, out: Path | None) -> None:
+    """Import installed plug-ins (entry points) and every --plugin, before any validation; refuse a rerun
+    of a run folder made with plug-ins that this command does not load."""
+    from autophagy.plugins import load_entry_points, load_plugin
+    load_entry_points()
+    for plugin in getattr(args, "plugins", None) or ():
+        load_plugin(plugin)
+    config_path = out / "config.json" if out is not None else None
+    if config_path is not None and config_path.is_file():
+        import json
+        saved = json.loads(config_path.read_text()).get("plugins", [])
+        missing = [p for p in saved if p not in (getattr(args, "plugins", None) or ())]
+        if missing:
+            raise ConfigError(f"--plugin: run folder {str(out)!r} was made with --plugin {' --plugin '.join(missing)}; "
+                              f"pass the same plug-ins again")
 
 
 def _check_out(path: Path) -> None:
@@ -127,6 +149,7 @@ def _dispatch(args) -> int:
     from loops.regimes import validate_run  # the CLI is the one place that wires engine and loops
     if args.command == "run":
         from loops.orchestrator import run_loop
+        _load_plugins(args, args.out or Path("runs") / f"{args.regime}-{args.preset}-s{args.seed}")
         cfg = validate_run(make_config(args.preset, regime=args.regime, generations=args.generations, seed=args.seed,
                                    **_overrides(args)))
         out = args.out or Path("runs") / f"{cfg.regime}-{cfg.preset}-s{cfg.seed}"
@@ -135,8 +158,10 @@ def _dispatch(args) -> int:
         print(f"run folder: {rd.root}")
         return 0
     if args.command == "compare":
+        from analysis.report import write_report
         from loops.compare import run_compare
         from loops.regimes import REGIMES
+        _load_plugins(args, None)
         regimes = _parse_list("--regimes", args.regimes)
         for r in regimes:
             if r not in REGIMES:
@@ -148,8 +173,8 @@ def _dispatch(args) -> int:
         _check_out(out)
         configs = [validate_run(make_config(args.preset, regime=r, generations=args.generations, seed=s, **_overrides(args)))
                    for r in regimes for s in seeds]
-        report = run_compare(configs, out)
-        print(f"report: {report}")
+        run_dirs = run_compare(configs, out)
+        print(f"report: {write_report(run_dirs, out / 'report')}")
         return 0
     if args.command == "rescore":
         from loops.orchestrator import rescore_run

@@ -28,19 +28,24 @@ class RunConfig:
     preset: str = _f("cpu", "size preset: micro (tests), cpu (default), cifar10 (GPU, paper scale)")
     data: str = _f("mnist", "mnist, digits, a save_to_disk folder, an image folder, or a hub name")
     seed: int = _f(0, "run seed; every other seed derives from it and integers")
-    sampler: str = _f("", "plain or sims; empty = the regime's own sampler")
+    sampler: str = _f("", "plain, sims, neon or a plug-in's sampler; empty = the regime's own sampler")
+    plugins: tuple = _f((), "plug-in modules (dotted names or .py files) imported before validation; repeatable")
     init: str = _f("scratch", "scratch: each generation trains from scratch (MAD); previous: fine-tune θ_{t-1}")
     allow_reuse: bool = _f(False, "fresh-data: draw real images with replacement when the pool runs out")
     skip_unreadable: bool = _f(False, "user data: skip images that cannot be decoded instead of stopping")
     # --- sizes of the sets
     n_real: int = _f(1000, "real images in R_0 (generation 0's training set)")
-    n_real_fresh: int = _f(300, "fresh-data: real images drawn per generation t >= 1 (0 = n_real)")
+    n_real_fresh: int = _f(250, "fresh-data: real images drawn per generation t >= 1 (0 = n_real)")
     n_synthetic: int = _f(2000, "synthetic images S_t sampled per generation")
-    n_reference: int = _f(1000, "held-out real images every metric is computed against")
+    n_reference: int = _f(1000, "held-out real images every metric is computed against (the test set)")
+    n_validation: int = _f(500, "held-out real images for tuning only (ω, steps, ...), disjoint from pool and reference")
+    evaluate_on: str = _f("reference", "split the rows are scored on: reference (results) or validation (tuning)")
     # --- SIMS and sampling bias
     guidance_weight: float = _f(2.0, "SIMS ω >= 0: ε = (1+ω)·ε_base − ω·ε_aux")
     n_aux: int = _f(1000, "SIMS: images drawn from the base to fine-tune the auxiliary model")
     aux_train_steps: int = _f(100, "SIMS: fine-tuning steps of the auxiliary model")
+    neon_weight: float = _f(1.0, "Neon w >= 0: sample with one network θ = (1+w)·θ_base − w·θ_aux")
+    curation_keep: float = _f(0.5, "curated: fraction q of S_{t-1} kept, by the verifier's confidence, in (0, 1]")
     sampling_bias: float = _f(1.0, "MAD sampling bias λ in (0, 1]; 1 = unbiased, else CFG w = 1/λ − 1")
     label_dropout: float = _f(0.1, "class-conditional training: fraction of labels replaced by the null class")
     # --- model and training
@@ -52,13 +57,14 @@ class RunConfig:
     train_steps: int = _f(360, "optimizer steps per generation")
     batch_size: int = _f(32, "training batch size (global, across processes)")
     learning_rate: float = _f(1e-3, "AdamW learning rate")
-    ema_decay: float = _f(0.995, "EMA decay of the weights that are saved and sampled")
+    ema_decay: float = _f(0.995, "EMA decay applied at every step after the warm-up (the weights saved and sampled)")
+    ema_warmup_steps: int = _f(0, "steps during which the EMA copies the weights (decay 0) before ema_decay applies")
     checkpoint_every: int = _f(200, "save a resumable training checkpoint every this many steps (0 = never)")
     ddim_steps: int = _f(10, "DDIM sampling steps")
     sample_batch_size: int = _f(500, "images per sampling chunk (the unit of sampling resume)")
     mixed_precision: str = _f("no", "no, bf16 or fp16 (accelerate; training and sampling)")
-    sampling_dtype: str = _f("bfloat16", "autocast dtype of sampling when mixed_precision is no: bfloat16 or float32 "
-                             "(bf16 sampling is 1.7x faster on an AVX512-BF16 CPU with the same metrics)")
+    sampling_dtype: str = _f("auto", "autocast dtype of sampling when mixed_precision is no: auto (bfloat16 where the "
+                             "device computes bf16 natively, else float32), bfloat16 or float32")
     channels_last: bool = _f(False, "channels_last memory format for the UNet")
     compile: bool = _f(False, "torch.compile the UNet for training (accelerate dynamo_backend=inductor); for GPUs")
     # --- metrics
@@ -73,8 +79,9 @@ class RunConfig:
     def from_dict(cls, values: dict) -> "RunConfig":
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in values.items() if k in known}
-        if "block_out_channels" in values:
-            values["block_out_channels"] = tuple(values["block_out_channels"])
+        for name in ("block_out_channels", "plugins"):
+            if name in values:
+                values[name] = tuple(values[name])
         return cls(**values)
 
     @property
@@ -92,24 +99,24 @@ PRESETS: dict[str, dict] = {
     "micro": dict(
         resolution=8, block_out_channels=(8, 16), layers_per_block=1, train_steps=30, batch_size=16,
         n_real=200, n_real_fresh=100, n_synthetic=100, n_reference=200, n_aux=50, aux_train_steps=10, ddim_steps=4,
-        checkpoint_every=10, sample_batch_size=50, learning_rate=2e-3, ema_decay=0.9,
+        checkpoint_every=10, sample_batch_size=50, learning_rate=2e-3, ema_decay=0.9, n_validation=100,
     ),
     "cpu": dict(),  # the dataclass defaults are the cpu preset
     "cifar10": dict(
         data="uoft-cs/cifar10", resolution=32, block_out_channels=(128, 256, 256, 256), layers_per_block=2,
         attention=True, prediction_type="epsilon", train_steps=100_000, batch_size=128, learning_rate=2e-4,
-        ema_decay=0.9999, checkpoint_every=5000, ddim_steps=100, n_real=50_000, n_synthetic=50_000,
-        n_reference=10_000, n_aux=10_000, aux_train_steps=5000, sample_batch_size=1000,
+        ema_decay=0.9999, checkpoint_every=5000, ddim_steps=100, n_real=40_000, n_synthetic=50_000,
+        n_reference=8_000, n_validation=2_000, n_aux=10_000, aux_train_steps=5000, sample_batch_size=1000,
         features="inception", mixed_precision="bf16", channels_last=True,
     ),
 }
 
 BUILTIN_DATA = ("mnist", "digits")
-SAMPLERS = ("plain", "sims")
 INITS = ("scratch", "previous")
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 MIXED_PRECISION = ("no", "bf16", "fp16")
-SAMPLING_DTYPES = ("bfloat16", "float32")
+SAMPLING_DTYPES = ("auto", "bfloat16", "float32")
+EVALUATION_SPLITS = ("reference", "validation")
 
 
 def make_config(preset: str = "cpu", **overrides) -> RunConfig:
@@ -140,15 +147,18 @@ def validate(cfg: RunConfig) -> RunConfig:
     choose("prediction_type", cfg.prediction_type, PREDICTION_TYPES)
     choose("mixed_precision", cfg.mixed_precision, MIXED_PRECISION)
     choose("sampling_dtype", cfg.sampling_dtype, SAMPLING_DTYPES)
-    if cfg.sampler:
-        choose("sampler", cfg.sampler, SAMPLERS)
+    choose("evaluate_on", cfg.evaluate_on, EVALUATION_SPLITS)
     for name in ("generations", "n_real", "n_synthetic", "n_reference", "train_steps", "batch_size",
                  "ddim_steps", "sample_batch_size", "k", "resolution", "layers_per_block", "n_aux", "aux_train_steps"):
         at_least(name, getattr(cfg, name), 1)
-    for name in ("n_real_fresh", "checkpoint_every", "seed"):
+    for name in ("n_real_fresh", "checkpoint_every", "seed", "n_validation", "ema_warmup_steps"):
         at_least(name, getattr(cfg, name), 0)
-    if not (cfg.guidance_weight >= 0 and cfg.guidance_weight < float("inf")):
-        raise ConfigError(f"--guidance-weight: {cfg.guidance_weight!r} is not allowed; it must be a finite number >= 0")
+    for name in ("guidance_weight", "neon_weight"):
+        value = getattr(cfg, name)
+        if not (value >= 0 and value < float("inf")):
+            raise ConfigError(f"--{name.replace('_', '-')}: {value!r} is not allowed; it must be a finite number >= 0")
+    if not (0 < cfg.curation_keep <= 1):
+        raise ConfigError(f"--curation-keep: {cfg.curation_keep!r} is not allowed; it must be in (0, 1]")
     if not (0 < cfg.sampling_bias <= 1):
         raise ConfigError(f"--sampling-bias: {cfg.sampling_bias!r} is not allowed; it must be in (0, 1] (1 = unbiased)")
     if not (0 <= cfg.label_dropout < 1):

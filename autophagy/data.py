@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
@@ -23,12 +23,18 @@ NO_LABEL = -1
 
 @dataclass(frozen=True)
 class RealData:
-    """The real images of a run, split once: `pool` trains, `reference` only scores."""
+    """The real images of a data set, split once per data set (not per run seed), pairwise disjoint:
+    `pool` trains, `validation` tunes, `reference` only scores (the test set)."""
     images: np.ndarray          # (N, C, H, W) uint8, all images of the source
     labels: np.ndarray | None   # (N,) int64, or None when the source has no labels
     pool: np.ndarray            # indices into images, the real pool P
     reference: np.ndarray       # indices into images, the held-out reference set Ref
     num_classes: int            # 0 without labels
+    validation: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # indices, tuning only
+
+    def evaluation(self, split: str) -> np.ndarray:
+        """Indices of the split generated images are scored against: 'reference' or 'validation'."""
+        return {"reference": self.reference, "validation": self.validation}[split]
 
     @property
     def channels(self) -> int:
@@ -131,10 +137,15 @@ def to_arrays(ds: datasets.Dataset, resolution: int, skip_unreadable: bool = Fal
     return np.ascontiguousarray(images), labels, num_classes
 
 
-def split_pool_reference(n_images: int, n_reference: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Deterministic disjoint split of range(n_images) into (pool, reference) by the run seed."""
+SPLIT_SEED = 0  # the split belongs to the data set: every run seed sees the same test set and yardstick
+
+
+def split_pool_reference(n_images: int, n_reference: int, seed: int = SPLIT_SEED,
+                         n_validation: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Deterministic, pairwise disjoint split of range(n_images) into (pool, reference, validation)."""
     order = rng_for(seed, "split").permutation(n_images)
-    return np.sort(order[n_reference:]), np.sort(order[:n_reference])
+    reference, validation = order[:n_reference], order[n_reference:n_reference + n_validation]
+    return np.sort(order[n_reference + n_validation:]), np.sort(reference), np.sort(validation)
 
 
 def load_arrays(source: str, resolution: int, skip_unreadable: bool = False):
@@ -154,9 +165,12 @@ def load_arrays(source: str, resolution: int, skip_unreadable: bool = False):
     return images, labels, num_classes
 
 
-def load_real_data(source: str, resolution: int, n_reference: int, seed: int, skip_unreadable: bool = False) -> RealData:
+def load_real_data(source: str, resolution: int, n_reference: int, n_validation: int = 0,
+                   skip_unreadable: bool = False) -> RealData:
+    """The data set's images, split into pool / reference / validation by the data set's fixed split seed."""
     images, labels, num_classes = load_arrays(source, resolution, skip_unreadable)
-    if n_reference >= len(images):
-        raise ConfigError(f"--n-reference: {n_reference} leaves no training images; {source!r} holds {len(images)}")
-    pool, reference = split_pool_reference(len(images), n_reference, seed)
-    return RealData(images, labels, pool, reference, num_classes)
+    if n_reference + n_validation >= len(images):
+        raise ConfigError(f"--n-reference: {n_reference} reference + {n_validation} validation images leave no "
+                          f"training images; {source!r} holds {len(images)}")
+    pool, reference, validation = split_pool_reference(len(images), n_reference, SPLIT_SEED, n_validation)
+    return RealData(images, labels, pool, reference, num_classes, validation)

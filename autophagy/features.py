@@ -1,11 +1,11 @@
 """Feature spaces the metrics are computed in, behind one interface (`FEATURE_SPACES` registry).
 
-- `lenet` (default): a small CNN classifier trained once on the real pool, cached on disk outside
-  the run folder under a key of the data, the seed and its own config; every run of that seed and
-  data then scores in the very same network (its cache key is recorded as `feature_id`). Its
-  initial weights and data order derive from the seed; retrained in another process it may differ
-  in the last bits (oneDNN/MKL kernels depend on memory alignment), so the cached file is the
-  reference. Its penultimate layer gives the features; its head labels generated images.
+- `lenet` (default): a small CNN classifier trained once per data set on the real pool (never on
+  the validation or reference images), with a fixed seed, and cached on disk outside the run folder:
+  every run of that data set, whatever its seed, scores in the very same network, a fixed yardstick.
+  `feature_id` is a hash of its weights. Retrained in another process it may differ in the last bits
+  (oneDNN/MKL kernels depend on memory alignment), so the cached file is the reference. Its
+  penultimate layer gives the features; its head labels generated images.
 - `inception`: clean-fid's Inception-v3 (torchscript, 2048-d pool features) with clean-fid's clean
   PIL-bicubic resize to 299x299. Offline it takes a local weights file.
 """
@@ -27,7 +27,7 @@ from autophagy.data import RealData
 from autophagy.seeding import rng_for, seed_for
 from autophagy.training import images_to_tensor
 
-LENET_CONFIG = dict(version=2, epochs=6, batch_size=64, learning_rate=1e-3, width=32, feature_dim=128)
+LENET_CONFIG = dict(version=3, epochs=6, batch_size=64, learning_rate=1e-3, width=32, feature_dim=128)
 INCEPTION_FILE = "inception-2015-12-05.pt"
 INCEPTION_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
 
@@ -56,8 +56,8 @@ class LeNetFeatures:
 
     def __init__(self, model: LeNet, accuracy: float, identity: str):
         self.model = model.eval()
-        self.accuracy = accuracy  # held-out accuracy on the reference set, reported when trained
-        self.identity = identity  # the cache key: names exactly which network gave the features
+        self.accuracy = accuracy  # held-out accuracy (validation split), reported in baseline.json
+        self.identity = identity  # hash of the weights: names exactly which network gave the features
 
     @torch.inference_mode()
     def _batches(self, images: np.ndarray, fn, batch: int = 1000) -> np.ndarray:
@@ -70,6 +70,23 @@ class LeNetFeatures:
     def classify(self, images: np.ndarray) -> np.ndarray:
         return self._batches(images, lambda x: self.model(x).argmax(1))
 
+    def confidence(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(max softmax probability, predicted class) per image: the curated loop's verifier."""
+        probs = self._batches(images, lambda x: self.model(x).softmax(1))
+        return probs.max(1), probs.argmax(1)
+
+
+LENET_SEED = 0  # one network per data set: the yardstick does not move with the run seed
+
+
+def weights_id(model: nn.Module) -> str:
+    """A hash of the network's weights: names exactly which network gave the features."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
 
 def _lenet_cache_path(real: RealData, seed: int) -> Path:
     key = json.dumps({**LENET_CONFIG, "data": real.fingerprint(), "shape": list(real.images.shape[1:]),
@@ -77,8 +94,9 @@ def _lenet_cache_path(real: RealData, seed: int) -> Path:
     return cache_dir() / "lenet" / f"lenet-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
 
 
-def train_lenet(real: RealData, seed: int) -> LeNetFeatures:
-    """Train (or load from the cache) the lenet classifier on the real pool."""
+def train_lenet(real: RealData, seed: int = LENET_SEED) -> LeNetFeatures:
+    """Train (or load from the cache) the lenet classifier on the real pool; its held-out accuracy is
+    measured on the validation split (or, without one, on a tenth of the pool held out from training)."""
     if real.labels is None:
         raise ConfigError("--features: 'lenet' needs a labelled dataset and this one has no labels; "
                           "use --features inception")
@@ -89,9 +107,13 @@ def train_lenet(real: RealData, seed: int) -> LeNetFeatures:
     if path.exists():
         blob = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(blob["state_dict"])
-        return LeNetFeatures(model, float(blob["accuracy"]), path.stem)
-    x = images_to_tensor(real.images[real.pool], "cpu")
-    y = torch.as_tensor(real.labels[real.pool])
+        return LeNetFeatures(model, float(blob["accuracy"]), weights_id(model))
+    train, held_out = real.pool, real.validation
+    if not len(held_out):
+        cut = len(real.pool) // 10
+        held_out, train = real.pool[:cut], real.pool[cut:]
+    x = images_to_tensor(real.images[train], "cpu")
+    y = torch.as_tensor(real.labels[train])
     optimizer = torch.optim.Adam(model.parameters(), lr=LENET_CONFIG["learning_rate"])
     model.train()
     batch = LENET_CONFIG["batch_size"]
@@ -104,9 +126,9 @@ def train_lenet(real: RealData, seed: int) -> LeNetFeatures:
             loss.backward()
             optimizer.step()
     model.eval()
-    extractor = LeNetFeatures(model, 0.0, path.stem)
-    ref_pred = extractor.classify(real.images[real.reference])
-    extractor.accuracy = float((ref_pred == real.labels[real.reference]).mean())
+    extractor = LeNetFeatures(model, 0.0, weights_id(model))
+    predicted = extractor.classify(real.images[held_out])
+    extractor.accuracy = float((predicted == real.labels[held_out]).mean())
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     torch.save({"state_dict": model.state_dict(), "accuracy": extractor.accuracy}, tmp)
@@ -164,7 +186,7 @@ class InceptionFeatures:
 
 
 def _lenet(cfg: RunConfig, real: RealData):
-    return train_lenet(real, cfg.seed)
+    return train_lenet(real)
 
 
 def _inception(cfg: RunConfig, real: RealData):

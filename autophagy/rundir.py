@@ -72,6 +72,7 @@ class RunDir:
     def gen(self, t: int) -> Path: return self.root / f"gen_{t:03d}"
     def model_dir(self, t: int) -> Path: return self.gen(t) / "model"
     def aux_model_dir(self, t: int) -> Path: return self.gen(t) / "aux_model"
+    def merged_model_dir(self, t: int) -> Path: return self.gen(t) / "merged_model"   # Neon
     def samples_path(self, t: int) -> Path: return self.gen(t) / "samples.npz"
     def grid_path(self, t: int) -> Path: return self.gen(t) / "grid.png"
     def done_path(self, t: int) -> Path: return self.gen(t) / "DONE"

@@ -32,12 +32,19 @@ class GuidedDenoiser:
     cfg_weight: float = 0.0          # classifier-free guidance w = 1/λ − 1
     channels_last: bool = False
 
+    @property
+    def networks_per_step(self) -> int:
+        """Network evaluations per image and sampling step (for the compute accounting)."""
+        return (2 if self.cfg_weight else 1) * (2 if self.aux is not None and self.guidance_weight else 1)
+
+    # Each network output is cast to float32 before a guidance combination, so under bf16 autocast a small
+    # difference between the two outputs is never rounded to bf16's 8 bits of mantissa.
     def _net(self, model: UNet2DModel, x: torch.Tensor, t, labels: torch.Tensor | None) -> torch.Tensor:
         if labels is None or self.cfg_weight == 0:
-            return model(x, t, class_labels=labels).sample
+            return model(x, t, class_labels=labels).sample.float()
         null = torch.full_like(labels, model.config.num_class_embeds - 1)
-        cond, uncond = model(torch.cat([x, x]), t, class_labels=torch.cat([labels, null])).sample.chunk(2)
-        return (1 + self.cfg_weight) * cond - self.cfg_weight * uncond
+        cond, uncond = model(torch.cat([x, x]), t, class_labels=torch.cat([labels, null])).sample.float().chunk(2)
+        return combine(cond, uncond, self.cfg_weight)
 
     def __call__(self, x: torch.Tensor, t, labels: torch.Tensor | None = None) -> torch.Tensor:
         if self.channels_last:
@@ -45,7 +52,13 @@ class GuidedDenoiser:
         out = self._net(self.base, x, t, labels)
         if self.aux is None or self.guidance_weight == 0:
             return out
-        return (1 + self.guidance_weight) * out - self.guidance_weight * self._net(self.aux, x, t, labels)
+        return combine(out, self._net(self.aux, x, t, labels), self.guidance_weight)
+
+
+def combine(positive: torch.Tensor, negative: torch.Tensor, weight: float) -> torch.Tensor:
+    """(1 + w)·positive − w·negative, computed in float32 even inside a bf16 autocast region."""
+    with torch.autocast(positive.device.type, enabled=False):
+        return (1 + weight) * positive.float() - weight * negative.float()
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:

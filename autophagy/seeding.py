@@ -10,7 +10,7 @@ import torch
 # Each use of randomness has a fixed integer, so the streams never overlap and never move.
 PURPOSES = {
     "split": 1, "real_draw": 2, "train": 3, "sample": 4, "aux_sample": 5, "aux_train": 6,
-    "lenet": 7, "labels": 8, "reuse": 9, "init": 10,
+    "lenet": 7, "labels": 8, "reuse": 9, "init": 10, "plain_sample": 11, "subset": 12, "subsample": 13,
 }
 
 

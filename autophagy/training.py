@@ -3,12 +3,16 @@ diffusers' DDPMScheduler for the forward process and EMAModel for the weights th
 
 Resume: a checkpoint (accelerate `save_state`: model, optimizer, EMA) is written every
 `checkpoint_every` steps into `checkpoint_dir/step_XXXXXXX`, atomically. The batch and the noise of
-step s derive from (seed, s) alone, so a resumed run takes exactly the steps an uninterrupted one
-would have taken.
+step s derive from (seed, s, rank) alone, so a resumed run takes exactly the steps an uninterrupted one
+would have taken. After a NaN loss, `retries.json` counts the divergence and the retry number joins
+the batch seeds: the rerun resumes from the last checkpoint on a different path instead of replaying
+the same NaN.
 """
 from __future__ import annotations
 
+import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +24,8 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from autophagy import faults
-from autophagy.config import RunConfig
+from autophagy.config import ConfigError, RunConfig
+from autophagy.rundir import atomic_write_text
 from autophagy.models import build_train_scheduler
 from autophagy.seeding import torch_generator
 
@@ -28,7 +33,8 @@ NAN_CHECK_EVERY = 10  # steps between finiteness checks of the loss (each check 
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or inf; the run stops with exit code 1 and resumes from the last checkpoint."""
+    """The loss became NaN or inf; the run stops with exit code 1. Rerunning resumes from the last
+    checkpoint with a new retry number in the batch seeds, so it takes a different path past the bad step."""
 
 
 def make_accelerator(cfg: RunConfig) -> Accelerator:
@@ -41,9 +47,88 @@ def images_to_tensor(images: np.ndarray, device) -> torch.Tensor:
     return torch.from_numpy(images).to(device=device, dtype=torch.float32).div_(127.5).sub_(1.0)
 
 
+def make_ema(parameters, cfg: RunConfig) -> EMAModel:
+    """diffusers' EMAModel with the configured decay applied as stated: the EMA copies the weights for
+    `ema_warmup_steps` steps, then averages with exactly `ema_decay` (min_decay = decay switches off
+    EMAModel's own (1+s)/(10+s) ramp, which would otherwise hold the decay near 0.976 after 360 steps)."""
+    return EMAModel(parameters, decay=cfg.ema_decay, min_decay=cfg.ema_decay,
+                    update_after_step=cfg.ema_warmup_steps, foreach=True)
+
+
+@dataclass
+class TrainStats:
+    """What one training call did: for the metrics row and the compute accounting."""
+    steps: int                    # optimizer steps taken in total (resumed steps included)
+    train_images: int             # images seen by those steps, all processes together
+    ema_decay_effective: float    # the EMA decay applied at the last step
+
+
 def _latest_checkpoint(checkpoint_dir: Path) -> tuple[int, Path | None]:
     done = sorted(checkpoint_dir.glob("step_*[0-9]")) if checkpoint_dir.exists() else []
     return (int(done[-1].name.split("_")[1]), done[-1]) if done else (0, None)
+
+
+def _retries(checkpoint_dir: Path | None) -> int:
+    """How often this training diverged before: part of the batch seeds after a divergence."""
+    path = checkpoint_dir / "retries.json" if checkpoint_dir is not None else None
+    return json.loads(path.read_text())["retries"] if path is not None and path.exists() else 0
+
+
+@dataclass
+class _Batches:
+    """The training set on the device; the batch, timesteps and noise of a step derive from
+    (seeds, step, rank[, retry]) only, so a resumed run takes exactly the same steps."""
+    data: torch.Tensor
+    class_labels: torch.Tensor | None
+    null_class: int | None
+    per_rank: int
+    seed_ints: tuple[int, ...]
+    retries: int
+    rank: int
+
+    def __call__(self, step: int, scheduler, cfg: RunConfig):
+        device, n = self.data.device, self.per_rank
+        gen = torch_generator(*self.seed_ints[:1], "train", *self.seed_ints[1:], step, self.rank,
+                              *([self.retries] if self.retries else []))
+        idx = torch.randint(0, len(self.data), (n,), generator=gen).to(device)
+        x0 = self.data[idx]
+        noise = torch.randn(x0.shape, generator=gen).to(device)
+        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=gen).to(device)
+        x_t = scheduler.add_noise(x0, noise, timesteps)
+        target = noise if cfg.prediction_type == "epsilon" else scheduler.get_velocity(x0, noise, timesteps)
+        cond = None
+        if self.class_labels is not None:  # label dropout to the null class, for classifier-free guidance
+            cond = self.class_labels[idx].clone()
+            cond[torch.rand(n, generator=gen).to(device) < cfg.label_dropout] = self.null_class
+        if cfg.channels_last:
+            x_t = x_t.contiguous(memory_format=torch.channels_last)
+        return x_t, timesteps, cond, target
+
+
+def _batches(accelerator: Accelerator, model, images, labels, cfg, seed_ints, retries) -> _Batches:
+    world = accelerator.num_processes
+    if cfg.batch_size % world:
+        raise ConfigError(f"--batch-size: {cfg.batch_size} is not divisible by the {world} processes; "
+                          f"choose a multiple of {world}")
+    num_class_embeds = accelerator.unwrap_model(model).config.num_class_embeds
+    class_labels = torch.as_tensor(labels, device=accelerator.device) if num_class_embeds else None
+    return _Batches(images_to_tensor(images, accelerator.device), class_labels,
+                    num_class_embeds - 1 if num_class_embeds else None, cfg.batch_size // world, seed_ints,
+                    retries, accelerator.process_index)
+
+
+def _check_finite(accelerator: Accelerator, loss: torch.Tensor, step: int, description: str,
+                  checkpoint_dir: Path | None) -> float:
+    """The loss averaged over processes (a NaN on any rank stops every rank at the same step)."""
+    value = accelerator.reduce(loss.detach(), reduction="mean").item()
+    if not np.isfinite(value):
+        retries = _retries(checkpoint_dir) + 1
+        if checkpoint_dir is not None and accelerator.is_main_process:
+            checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(checkpoint_dir / "retries.json", json.dumps({"retries": retries}))
+        raise TrainingDiverged(f"{description}: loss is {value} at step {step}; run the same command again to resume "
+                               f"from the last checkpoint with fresh batches (retry {retries}), or lower --learning-rate")
+    return value
 
 
 def train_diffusion(
@@ -55,52 +140,28 @@ def train_diffusion(
     seed_ints: tuple[int, ...],       # (run seed, generation, role): the integers all randomness derives from
     checkpoint_dir: Path | None = None,
     description: str = "train",
-) -> UNet2DModel:
-    """Train `model` in place for `train_steps` steps; return it holding its EMA weights."""
+) -> tuple[UNet2DModel, TrainStats]:
+    """Train `model` in place for `train_steps` steps; return it holding its EMA weights, and its stats."""
     accelerator = make_accelerator(cfg)
     scheduler = build_train_scheduler(cfg)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
     model, optimizer = accelerator.prepare(model, optimizer)
-    ema = EMAModel(accelerator.unwrap_model(model).parameters(), decay=cfg.ema_decay, foreach=True)
+    ema = make_ema(accelerator.unwrap_model(model).parameters(), cfg)
     ema.to(accelerator.device)
     accelerator.register_for_checkpointing(ema)
 
-    start_step = 0
-    if checkpoint_dir is not None:
-        start_step, latest = _latest_checkpoint(checkpoint_dir)
-        if latest is not None:
-            accelerator.load_state(str(latest))
-
-    data = images_to_tensor(images, accelerator.device)
-    class_labels = None
-    null_class = None
-    if accelerator.unwrap_model(model).config.num_class_embeds:
-        null_class = accelerator.unwrap_model(model).config.num_class_embeds - 1
-        class_labels = torch.as_tensor(labels, device=accelerator.device)
-    n_images, world, rank = len(data), accelerator.num_processes, accelerator.process_index
-    per_rank = max(1, cfg.batch_size // world)
+    start_step, latest = _latest_checkpoint(checkpoint_dir) if checkpoint_dir is not None else (0, None)
+    if latest is not None:
+        accelerator.load_state(str(latest))
+    batches = _batches(accelerator, model, images, labels, cfg, seed_ints, _retries(checkpoint_dir))
 
     model.train()
     bar = tqdm(range(start_step, train_steps), initial=start_step, total=train_steps, desc=description,
                disable=not accelerator.is_local_main_process, leave=False, dynamic_ncols=True)
     for step in bar:
-        # batch, timesteps and noise of this step derive from (seeds, step, rank) only
-        gen = torch_generator(*seed_ints[:1], "train", *seed_ints[1:], step, rank)
-        idx = torch.randint(0, n_images, (per_rank,), generator=gen).to(accelerator.device)
-        x0 = data[idx]
-        noise = torch.randn(x0.shape, generator=gen).to(accelerator.device)
-        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (per_rank,), generator=gen).to(accelerator.device)
-        x_t = scheduler.add_noise(x0, noise, timesteps)
-        target = noise if cfg.prediction_type == "epsilon" else scheduler.get_velocity(x0, noise, timesteps)
-        cond = None
-        if class_labels is not None:
-            cond = class_labels[idx].clone()
-            drop = torch.rand(per_rank, generator=gen).to(accelerator.device) < cfg.label_dropout
-            cond[drop] = null_class
-        if cfg.channels_last:
-            x_t = x_t.contiguous(memory_format=torch.channels_last)
+        x_t, timesteps, cond, target = batches(step, scheduler, cfg)
         with accelerator.autocast():
             pred = model(x_t, timesteps, class_labels=cond).sample
         loss = F.mse_loss(pred.float(), target)
@@ -112,10 +173,7 @@ def train_diffusion(
         done = step + 1
         at_checkpoint = checkpoint_dir is not None and cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < train_steps
         if done % NAN_CHECK_EVERY == 0 or at_checkpoint or done == train_steps:
-            value = loss.item()
-            if not np.isfinite(value):
-                raise TrainingDiverged(f"{description}: loss is {value} at step {done}; "
-                                       f"rerun the same command to resume from the last good checkpoint")
+            value = _check_finite(accelerator, loss, done, description, checkpoint_dir)
             bar.set_postfix(loss=f"{value:.4f}", refresh=False)
         if at_checkpoint:
             _save_checkpoint(accelerator, checkpoint_dir, done)
@@ -126,7 +184,9 @@ def train_diffusion(
     ema.copy_to(unwrapped.parameters())
     unwrapped.eval()
     accelerator.wait_for_everyone()
-    return unwrapped.to(memory_format=torch.contiguous_format)
+    stats = TrainStats(train_steps, train_steps * batches.per_rank * accelerator.num_processes,
+                       float(ema.get_decay(train_steps)))
+    return unwrapped.to(memory_format=torch.contiguous_format), stats
 
 
 def _save_checkpoint(accelerator: Accelerator, checkpoint_dir: Path, step: int) -> None:

@@ -21,6 +21,7 @@ import torch
 from accelerate.state import AcceleratorState
 from torch.utils.flop_counter import FlopCounterMode
 
+from autophagy import hardware
 from autophagy.config import make_config
 from autophagy.models import build_unet, parameter_count
 from autophagy.sampling import GuidedDenoiser, sample_chunks
@@ -76,9 +77,13 @@ def main():
     p.add_argument("--samples", type=int, default=1000, help="images per sampling timing (with the preset's DDIM steps)")
     p.add_argument("--batch-size", type=int, help="override the preset's training batch")
     p.add_argument("--ddim-steps", type=int, help="override the preset's DDIM steps")
+    p.add_argument("--channels-last", choices=("preset", "on", "off"), default="preset",
+                   help="memory format of training and of the sampler's input (preset: on)")
     args = p.parse_args()
     overrides = {"batch_size": args.batch_size, "ddim_steps": args.ddim_steps}
     cfg = make_config("cifar10", **{k: v for k, v in overrides.items() if v})
+    if args.channels_last != "preset":
+        cfg = dataclasses.replace(cfg, channels_last=args.channels_last == "on")
     model = build_unet(cfg, 3)
     flops = forward_flops(model, cfg)
     train_images = cfg.train_steps * cfg.batch_size
@@ -97,7 +102,7 @@ def main():
         print("no GPU here: timings skipped (--time-on-cpu to time on the CPU anyway)")
         return
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
-    print(f"\ndevice {name}, torch {torch.__version__}")
+    print(f"\ndevice {name}; {hardware.describe()}; channels_last {cfg.channels_last}")
     print(f"{'precision':>9} {'train img/s':>12} {'sample img/s':>13} {'SIMS img/s':>11} "
           f"{'plain gen h':>12} {'SIMS gen h':>11}")
     for precision in ("bf16", "no"):

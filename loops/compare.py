@@ -1,4 +1,4 @@
-"""Several regimes x seeds into one folder, generation 0 trained once where runs share it, then the report.
+"""Several regimes x seeds into one folder, generation 0 trained once where runs share it.
 
 Generation 0 depends on the data, the seed, the training config and the sampler (a SIMS run draws
 S_0 with the SIMS sampler), never on the regime. Runs with the same such key reuse the first run's
@@ -21,9 +21,11 @@ from loops.regimes import sampler_of
 def generation_zero_key(cfg: RunConfig) -> str:
     """Everything generation 0 depends on: the config without regime and generation count."""
     values = dataclasses.asdict(dataclasses.replace(cfg, regime="", generations=1, sampler=sampler_of(cfg)))
-    if sampler_of(cfg) != "sims":
-        for name in ("guidance_weight", "n_aux", "aux_train_steps"):
+    if sampler_of(cfg) == "plain":
+        for name in ("guidance_weight", "neon_weight", "n_aux", "aux_train_steps"):
             values.pop(name)
+    for name in ("curation_keep", "n_real_fresh", "allow_reuse"):  # used from generation 1 on only
+        values.pop(name)
     return json.dumps(values, sort_keys=True)
 
 
@@ -44,9 +46,9 @@ def reuse_generation_zero(source: RunDir, target: RunDir, cfg: RunConfig) -> boo
     return True
 
 
-def run_compare(configs: list[RunConfig], out: Path | str, log=print) -> Path:
-    """Run (or resume) every config into out/<regime>-s<seed>/, then write out/report/."""
-    from analysis.report import write_report  # analysis reads run folders only
+def run_compare(configs: list[RunConfig], out: Path | str, log=print) -> list[Path]:
+    """Run (or resume) every config into out/<regime>-s<seed>/; returns the run folders (the CLI
+    writes the report: loops never imports analysis)."""
     out = Path(out)
     for cfg in configs:  # fail fast on every run's data before any training
         load_data_for(cfg)
@@ -61,4 +63,4 @@ def run_compare(configs: list[RunConfig], out: Path | str, log=print) -> Path:
         run_loop(cfg, rd.root, log=log)
         first_with_key.setdefault(key, rd)
         run_dirs.append(rd.root)
-    return write_report(run_dirs, out / "report")
+    return run_dirs

@@ -7,6 +7,7 @@ chunks are kept.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import json
 import shutil
@@ -26,16 +27,19 @@ from tqdm.auto import tqdm
 from autophagy import faults
 from autophagy.config import ConfigError, RunConfig
 from autophagy.data import RealData, load_real_data
-from autophagy.features import build_extractor
-from autophagy.metrics import class_statistics, compute_metrics, gaussian_stats, knn_radii
+from autophagy.features import build_extractor, train_lenet
+from autophagy.hardware import resolve_sampling_dtype
+from autophagy.metrics import class_statistics, compute_metrics, gaussian_stats, knn_radii, memorization
 from autophagy.models import build_sample_scheduler, build_unet
 from autophagy.rundir import RunDir, atomic_save_npz, atomic_save_pretrained, atomic_write_bytes, atomic_write_text
 from autophagy.sampling import GuidedDenoiser, chunk_sizes, sample_chunks
 from autophagy.seeding import rng_for, seed_for
 from autophagy.training import make_accelerator, train_diffusion
 from loops.regimes import REGIMES, RealDraws, check_pool, sampler_of, validate_run
+from loops.samplers import SAMPLERS
 
-BASE, AUX = 0, 1  # role integers in the seeds of a generation's two models
+BASE, AUX, PLAIN = 0, 1, 2  # role integers in the seeds: θ_t and S_t, the auxiliary model, plain health draws
+PLAIN_KEYS = ("fid", "kid", "precision", "recall", "density", "coverage")  # scored on plain samples of guided runs
 
 
 @dataclass
@@ -50,8 +54,9 @@ class Scorer:
         self.stats = gaussian_stats(self.reference)
         self.radii = knn_radii(torch.from_numpy(self.reference), self.k)
 
-    def score(self, images: np.ndarray) -> dict:
-        row = compute_metrics(self.reference, self.extractor(images), self.k, self.stats, self.radii)
+    def score(self, images: np.ndarray, seed: int = 0) -> dict:
+        """FID and KID on every image; P/R/D/C on a seeded subset as large as the reference."""
+        row = compute_metrics(self.reference, self.extractor(images), self.k, self.stats, self.radii, seed)
         predicted = self.extractor.classify(images)
         if predicted is not None:
             row.update(class_statistics(predicted, self.num_classes))
@@ -59,7 +64,7 @@ class Scorer:
 
 
 def load_data_for(cfg: RunConfig) -> RealData:
-    real = load_real_data(cfg.data, cfg.resolution, cfg.n_reference, cfg.seed, cfg.skip_unreadable)
+    real = load_real_data(cfg.data, cfg.resolution, cfg.n_reference, cfg.n_validation, cfg.skip_unreadable)
     check_pool(cfg, len(real.images))
     if cfg.features == "lenet" and real.labels is None:
         raise ConfigError(f"--features: 'lenet' needs class labels and {cfg.data!r} has none; use --features inception")
@@ -104,20 +109,32 @@ def rescore_run(out: Path | str, log=print) -> RunDir:
         rows = []
         for row in rd.read_rows():
             images, _ = rd.load_samples(row["generation"])
-            rows.append({**row, **scorer.score(images), "feature_id": scorer.extractor.identity})
+            rows.append({**row, **scorer.score(images, seed_for(cfg.seed, "subset", row["generation"])),
+                         "feature_id": scorer.extractor.identity})
         rd.write_rows(rows)
     log(f"rescored {len(rows)} generations of {rd.root} with {scorer.extractor.identity}")
     return rd
 
 
 class _Loop:
+    """Run-level state: the real data and its draws, the scorer, the regime and the sampler."""
+
     def __init__(self, cfg: RunConfig, rd: RunDir, real: RealData, state: PartialState, log):
         self.cfg, self.rd, self.real, self.state, self.log = cfg, rd, real, state, log
         self.regime = REGIMES[cfg.regime]
-        self.sampler = sampler_of(cfg)
-        self.draws = RealDraws(real.pool, cfg)
+        self.sampler_name = sampler_of(cfg)
+        self.draws = RealDraws(real.pool, cfg, samples=rd.load_samples, verifier=self.verifier,
+                               num_classes=real.num_classes)
         self.device = state.device
+        self.sampling_dtype = resolve_sampling_dtype(cfg.sampling_dtype, self.device.type)
         self._scorer_cache = None
+
+    def verifier(self, images: np.ndarray):
+        """The curated loop's verifier: the lenet classifier trained on the real pool only."""
+        if self.real.labels is None:
+            raise ConfigError(f"--regime: {self.cfg.regime!r} needs a verifier, which needs class labels; "
+                              f"{self.cfg.data!r} has none")
+        return train_lenet(self.real).confidence(images)
 
     @property
     def scorer(self) -> "Scorer":
@@ -129,6 +146,7 @@ class _Loop:
     def _scorer(self) -> Scorer:
         cfg, rd, real = self.cfg, self.rd, self.real
         extractor = build_extractor(cfg, real)
+        evaluation = real.evaluation(cfg.evaluate_on)
         cached = None
         if rd.reference_features_path.exists():
             with np.load(rd.reference_features_path) as z:
@@ -136,77 +154,129 @@ class _Loop:
                 if "feature_id" in z.files and str(z["feature_id"]) == extractor.identity:
                     cached = z["features"]
         if cached is None:
-            cached = extractor(real.images[real.reference])
+            cached = extractor(real.images[evaluation])
             atomic_save_npz(rd.reference_features_path, features=cached, feature_id=extractor.identity)
             rd.baseline_path.unlink(missing_ok=True)
         scorer = Scorer(extractor, cached, cfg.k, real.num_classes)
         if not rd.baseline_path.exists():  # the real-vs-real floor: pool images scored like a generation
             n = min(cfg.n_synthetic, len(real.pool))
             baseline = real.pool[np.sort(rng_for(cfg.seed, "split", 1).choice(len(real.pool), n, replace=False))]
+            held_out = real.validation if cfg.evaluate_on == "reference" and len(real.validation) else evaluation
             row = {"kind": "real-baseline", "seed": cfg.seed, "feature_space": extractor.name,
-                   "feature_id": extractor.identity, "k": cfg.k,
-                   "n_reference": len(cached), "n_generated": n, **scorer.score(real.images[baseline])}
+                   "feature_id": extractor.identity, "k": cfg.k, "evaluated_on": cfg.evaluate_on,
+                   "n_reference": len(cached), "n_generated": n, **scorer.score(real.images[baseline], cfg.seed),
+                   # held-out real images against R_0: what memorization reads for images that copy nothing
+                   "memorization": memorization(real.images[held_out], real.images[self.draws.draw(0)])}
             if getattr(extractor, "accuracy", None) is not None:
                 row["lenet_accuracy"] = extractor.accuracy
             atomic_write_text(rd.baseline_path, json.dumps(row) + "\n")
         return scorer
 
-    # --- one generation
-    def training_data(self, t: int) -> tuple[np.ndarray, np.ndarray | None, int, int]:
-        ts = self.regime.training_set(t, self.draws)
-        parts = [self.real.images[ts.real_indices]]
-        labels = [self.real.labels[ts.real_indices] if self.real.labels is not None else None]
-        for g in ts.synthetic_generations:
-            images, lab = self.rd.load_samples(g)
-            parts.append(images)
-            labels.append(lab)
+    def generation(self, t: int) -> None:
+        Generation(self, t).run()
+
+
+class Generation:
+    """One generation t: build D_t, train θ_t, set up the sampler, draw S_t, score it, mark it DONE.
+    Samplers (loops.samplers) call `draw`, `auxiliary_model`, `saved_model` and `denoiser` on it."""
+
+    def __init__(self, loop: _Loop, t: int):
+        self.loop, self.t = loop, t
+        self.cfg, self.rd, self.state, self.device = loop.cfg, loop.rd, loop.state, loop.device
+        self.work = loop.rd.work_dir(t)
+        self.cfg_weight = 1.0 / self.cfg.sampling_bias - 1.0
+        self.images, self.labels, self.n_train_real, self.n_train_synthetic = self.training_data()
+
+    # --- D_t
+    def training_data(self) -> tuple[np.ndarray, np.ndarray | None, int, int]:
+        real, rd = self.loop.real, self.rd
+        ts = self.loop.regime.training_set(self.t, self.loop.draws)
+        self.regime_info = ts.info or {}
+        parts = [real.images[ts.real_indices]]
+        labels = [real.labels[ts.real_indices] if real.labels is not None else None]
+        for g, indices in ts.synthetic_parts():
+            images, lab = rd.load_samples(g)
+            parts.append(images if indices is None else images[indices])
+            labels.append(None if lab is None else (lab if indices is None else lab[indices]))
         n_synthetic = sum(len(p) for p in parts[1:])
         all_labels = None if any(lab is None for lab in labels) else np.concatenate(labels)
         return np.concatenate(parts), all_labels, len(ts.real_indices), n_synthetic
 
-    def new_model(self, t: int) -> UNet2DModel:
-        if self.cfg.init == "previous" and t > 0:
-            return load_unet(self.rd.model_dir(t - 1))
-        torch.manual_seed(seed_for(self.cfg.seed, "init", t))  # initial weights derive from integers
-        return build_unet(self.cfg, self.real.channels, self.real.num_classes)
-
-    def trained(self, path: Path, make, train, timing_key: str, t: int) -> tuple[UNet2DModel, float]:
-        """Load a model saved by an earlier (interrupted) run, or train and save it."""
-        timing_path = self.rd.work_dir(t) / f"{timing_key}.json"
+    # --- models: each saved as a whole DDIMPipeline folder, so DDIMPipeline.from_pretrained(path) samples from it
+    def saved_model(self, path: Path, make) -> UNet2DModel:
+        """Load the model saved at `path` by an earlier (interrupted) run, or make it and save it."""
         if path.exists():
-            seconds = json.loads(timing_path.read_text())["seconds"] if timing_path.exists() else float("nan")
-            return load_unet(path).to(self.device).eval(), seconds
-        start = time.perf_counter()
-        model = train(make())
-        seconds = time.perf_counter() - start
+            return load_unet(path).to(self.device).eval()
+        model = make()
         if self.state.is_main_process:
-            # a whole DDIMPipeline folder, so DDIMPipeline.from_pretrained(path) samples from it
             atomic_save_pretrained(DDIMPipeline(unet=model, scheduler=build_sample_scheduler(self.cfg)), path)
-            atomic_write_text(timing_path, json.dumps({"seconds": seconds}))
         self.state.wait_for_everyone()
-        return model.eval(), seconds
+        return model.to(self.device).eval()
 
+    def _trained(self, path: Path, make, images, labels, steps: int, role: int, name: str) -> tuple[UNet2DModel, dict]:
+        """A model trained on `images` (or loaded when saved), with its training stats and seconds."""
+        stats_path = self.work / f"{name}.json"
+        if path.exists():
+            stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
+            return load_unet(path).to(self.device).eval(), stats
+        start = time.perf_counter()
+        model, train_stats = train_diffusion(make(), images, labels, self.cfg, steps, (self.cfg.seed, self.t, role),
+                                             self.work / f"checkpoints_{name}", f"gen {self.t} {name}")
+        stats = {**dataclasses.asdict(train_stats), "seconds": time.perf_counter() - start}
+        model = self.saved_model(path, lambda: model)
+        if self.state.is_main_process:
+            atomic_write_text(stats_path, json.dumps(stats))
+        return model, stats
+
+    def base_model(self) -> tuple[UNet2DModel, dict]:
+        """θ_t: trained from scratch on D_t (MAD's protocol), or fine-tuned from θ_{t-1} with --init previous."""
+        def make():
+            if self.cfg.init == "previous" and self.t > 0:
+                return load_unet(self.rd.model_dir(self.t - 1))
+            torch.manual_seed(seed_for(self.cfg.seed, "init", self.t))  # initial weights derive from integers
+            return build_unet(self.cfg, self.loop.real.channels, self.loop.real.num_classes)
+        return self._trained(self.rd.model_dir(self.t), make, self.images, self.labels, self.cfg.train_steps,
+                             BASE, "train")
+
+    def auxiliary_model(self, base: UNet2DModel) -> tuple[UNet2DModel, dict]:
+        """SIMS's and Neon's auxiliary model: a copy of θ_t fine-tuned on n_aux of θ_t's own samples.
+        Returns it and the work it cost (train_images, sample_nfe, seconds) for the SamplerSetup."""
+        cfg, start = self.cfg, time.perf_counter()
+        images, labels = None, None
+        if not self.rd.aux_model_dir(self.t).exists():
+            images, labels = self.draw(self.denoiser(base), cfg.n_aux, AUX, self.work / "aux_chunks")
+        aux, stats = self._trained(self.rd.aux_model_dir(self.t), lambda: copy.deepcopy(base), images, labels,
+                                   cfg.aux_train_steps, AUX, "aux")
+        nfe = cfg.n_aux * cfg.ddim_steps * self.denoiser(base).networks_per_step
+        train_images = stats.get("train_images", cfg.aux_train_steps * cfg.batch_size)
+        return aux, {"train_images": train_images, "sample_nfe": nfe, "seconds": time.perf_counter() - start}
+
+    def denoiser(self, model: UNet2DModel) -> GuidedDenoiser:
+        """Plain sampling from `model` (with classifier-free guidance when λ < 1)."""
+        return GuidedDenoiser(model.to(self.device), cfg_weight=self.cfg_weight, channels_last=self.cfg.channels_last)
+
+    # --- sampling
     def sampling_autocast(self):
         if self.cfg.mixed_precision != "no":
             return make_accelerator(self.cfg).autocast
-        if self.cfg.sampling_dtype == "bfloat16":
+        if self.loop.sampling_dtype == "bfloat16":
             return lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)
         return None
 
-    def draw(self, denoiser: GuidedDenoiser, n_images: int, t: int, role: int, chunk_dir: Path):
+    def draw(self, denoiser: GuidedDenoiser, n_images: int, role: int, chunk_dir: Path):
         """Sample n_images in chunks spread over the processes; chunks on disk survive interruptions."""
-        cfg, state = self.cfg, self.state
+        cfg, state, t = self.cfg, self.state, self.t
         n_chunks = len(chunk_sizes(n_images, cfg.sample_batch_size))
-        purpose = "sample" if role == BASE else "aux_sample"
+        purpose = {BASE: "sample", AUX: "aux_sample", PLAIN: "plain_sample"}[role]
         mine = [i for i in range(n_chunks) if i % state.num_processes == state.process_index
                 and not (chunk_dir / f"chunk_{i:04d}.npz").exists()]
         chunk_dir.mkdir(parents=True, exist_ok=True)
         results = {}
-        autocast = self.sampling_autocast()
-        bar = tqdm(total=n_images, desc=f"gen {t} {'sample' if role == BASE else 'aux sample'}", leave=False,
+        bar = tqdm(total=n_images, desc=f"gen {t} {purpose.replace('_', ' ')}", leave=False,
                    disable=not state.is_local_main_process, dynamic_ncols=True)
         for index, images, labels in sample_chunks(denoiser, cfg, n_images, (cfg.seed, t, role), purpose,
-                                                   self.real.num_classes, self.device, mine, autocast):
+                                                   self.loop.real.num_classes, self.device, mine,
+                                                   self.sampling_autocast()):
             arrays = {"images": images, **({"labels": labels} if labels is not None else {})}
             atomic_save_npz(chunk_dir / f"chunk_{index:04d}.npz", **arrays)
             faults.reached("sample", t, role, index)
@@ -224,58 +294,55 @@ class _Loop:
         labels = np.concatenate([c["labels"] for c in chunks]) if "labels" in chunks[0] else None
         return images, labels
 
-    def generation(self, t: int) -> None:
-        cfg, rd, state = self.cfg, self.rd, self.state
+    # --- the generation
+    def run(self) -> None:
+        cfg, rd, state, t = self.cfg, self.rd, self.state, self.t
         if state.is_main_process:
-            rd.work_dir(t).mkdir(parents=True, exist_ok=True)
+            self.work.mkdir(parents=True, exist_ok=True)
         state.wait_for_everyone()
-        images, labels, n_train_real, n_train_synthetic = self.training_data(t)
-        work = rd.work_dir(t)
-
-        base, train_seconds = self.trained(
-            rd.model_dir(t), lambda: self.new_model(t),
-            lambda m: train_diffusion(m, images, labels, cfg, cfg.train_steps, (cfg.seed, t, BASE),
-                                      work / "checkpoints_base", f"gen {t} train"), "train", t)
-        cfg_weight = 1.0 / cfg.sampling_bias - 1.0
-        denoiser = GuidedDenoiser(base.to(self.device), cfg_weight=cfg_weight, channels_last=cfg.channels_last)
-
-        aux_seconds = 0.0
-        if self.sampler == "sims":
-            start = time.perf_counter()
-            aux_images, aux_labels = None, None
-            if not rd.aux_model_dir(t).exists():
-                aux_images, aux_labels = self.draw(denoiser, cfg.n_aux, t, AUX, work / "aux_chunks")
-            aux, _ = self.trained(
-                rd.aux_model_dir(t), lambda: copy.deepcopy(base),
-                lambda m: train_diffusion(m, aux_images, aux_labels, cfg, cfg.aux_train_steps, (cfg.seed, t, AUX), work / "checkpoints_aux",
-                                          f"gen {t} aux fine-tune"), "aux", t)
-            aux_seconds = time.perf_counter() - start
-            denoiser = GuidedDenoiser(base.to(self.device), aux.to(self.device), cfg.guidance_weight, cfg_weight,
-                                      cfg.channels_last)
+        base, train_stats = self.base_model()
+        setup = SAMPLERS[self.loop.sampler_name].build(self, base)
 
         start = time.perf_counter()
-        samples, sample_labels = self.draw(denoiser, cfg.n_synthetic, t, BASE, work / "chunks")
+        samples, sample_labels = self.draw(setup.denoiser, cfg.n_synthetic, BASE, self.work / "chunks")
         sample_seconds = time.perf_counter() - start
+        plain_samples = None
+        if setup.guided:  # the model's own health: unguided samples from θ_t (no SIMS, CFG w = 0), n_reference
+            unguided = GuidedDenoiser(base.to(self.device), channels_last=cfg.channels_last)
+            plain_samples, _ = self.draw(unguided, cfg.n_reference, PLAIN, self.work / "plain_chunks")
 
         if state.is_main_process:
             faults.reached("metrics", t)
-            scorer = self.scorer  # built once per run (feature extractor, reference), outside the timing
+            scorer = self.loop.scorer  # built once per run (feature extractor, reference), outside the timing
             start = time.perf_counter()
-            row = scorer.score(samples)
+            row = scorer.score(samples, seed_for(cfg.seed, "subset", t))
+            row["memorization"] = memorization(samples, self.images)
+            if plain_samples is not None:
+                plain = scorer.score(plain_samples, seed_for(cfg.seed, "subset", t))
+                row.update({f"plain_{k}": plain[k] for k in PLAIN_KEYS})
             metric_seconds = time.perf_counter() - start
             arrays = {"images": samples, **({"labels": sample_labels} if sample_labels is not None else {})}
             atomic_save_npz(rd.samples_path(t), **arrays)
             atomic_write_bytes(rd.grid_path(t), grid_png(samples))
+            nfe_per_image = cfg.ddim_steps * setup.denoiser.networks_per_step
             row = {
-                "generation": t, "regime": cfg.regime, "sampler": self.sampler, "seed": cfg.seed,
+                "generation": t, "regime": cfg.regime, "sampler": self.loop.sampler_name, "seed": cfg.seed,
                 "preset": cfg.preset, **row, "feature_space": scorer.extractor.name,
-                "feature_id": scorer.extractor.identity, "k": cfg.k,
+                "feature_id": scorer.extractor.identity, "k": cfg.k, "evaluated_on": cfg.evaluate_on,
                 "n_reference": len(scorer.reference), "n_generated": len(samples),
-                "n_train_real": n_train_real, "n_train_synthetic": n_train_synthetic,
-                "guidance_weight": cfg.guidance_weight if self.sampler == "sims" else 0.0,
+                "n_prdc": min(len(samples), len(scorer.reference)),
+                "n_train_real": self.n_train_real, "n_train_synthetic": self.n_train_synthetic,
+                "guidance_weight": cfg.guidance_weight if self.loop.sampler_name == "sims" else 0.0,
+                "neon_weight": cfg.neon_weight if self.loop.sampler_name == "neon" else 0.0,
                 "sampling_bias": cfg.sampling_bias, "num_processes": state.num_processes,
-                "train_seconds": train_seconds, "aux_seconds": aux_seconds,
-                "sample_seconds": sample_seconds, "metric_seconds": metric_seconds, **memory_mb(),
+                "sampling_dtype": self.loop.sampling_dtype,
+                "ema_decay_effective": train_stats.get("ema_decay_effective", float("nan")),
+                "cost_train_images": train_stats.get("train_images", cfg.train_steps * cfg.batch_size)
+                                     + setup.train_images,
+                "cost_sample_nfe": cfg.n_synthetic * nfe_per_image + setup.sample_nfe,
+                "train_seconds": train_stats.get("seconds", float("nan")), "aux_seconds": setup.seconds,
+                "sample_seconds": sample_seconds, "metric_seconds": metric_seconds,
+                **self.regime_info, **memory_mb(),
             }
             rd.append_row(row)
             rd.mark_done(t)
@@ -284,8 +351,10 @@ class _Loop:
                        f"recall {row['recall']:.3f} coverage {row['coverage']:.3f}")
             if "classes_covered" in row:
                 summary += f" classes {row['classes_covered']}"
-            self.log(summary + f" | train {train_seconds:.1f}s aux {aux_seconds:.1f}s sample {sample_seconds:.1f}s "
-                     f"metrics {metric_seconds:.1f}s")
+            if "plain_fid" in row:
+                summary += f" (plain fid {row['plain_fid']:.2f})"
+            self.loop.log(summary + f" | train {row['train_seconds']:.1f}s aux {setup.seconds:.1f}s "
+                          f"sample {sample_seconds:.1f}s metrics {metric_seconds:.1f}s")
         state.wait_for_everyone()
 
 
