@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-METRICS = ("fid", "precision", "recall", "density", "coverage", "classes_covered")
+METRICS = ("fid", "kid", "precision", "recall", "density", "coverage", "classes_covered", "memorization",
+           "plain_fid", "plain_recall", "plain_coverage")
 
 
 def _config(run: Path) -> dict:
@@ -15,10 +16,22 @@ def _config(run: Path) -> dict:
     return {f"cfg_{k}": (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in cfg.items()}
 
 
+def run_key(run: Path) -> str:
+    """The config minus the seed, as text: two folders with the same key and seed are one run twice."""
+    cfg = json.loads((run / "config.json").read_text())
+    return json.dumps({k: v for k, v in cfg.items() if k not in ("seed", "generations", "num_processes")}, sort_keys=True)
+
+
 def load_runs(paths) -> pd.DataFrame:
     """metrics.jsonl of every run folder, with `run` (folder name) and `cfg_*` config columns."""
-    frames = []
+    frames, seen = [], {}
     for path in map(Path, paths):
+        key = (run_key(path), json.loads((path / "config.json").read_text()).get("seed"))
+        if key in seen:
+            from analysis.experiments import ReportError
+            raise ReportError(f"report: {str(path)!r} and {seen[key]!r} are the same experiment and seed; "
+                              f"give one of them")
+        seen[key] = str(path)
         rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines() if line.strip()]
         if not rows:
             continue

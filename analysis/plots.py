@@ -9,25 +9,32 @@ from analysis.load import METRICS, load_samples
 
 BOUNDS = {"precision": (0, 1), "recall": (0, 1), "coverage": (0, 1), "density": (0, None), "fid": (0, None),
           "classes_covered": (0, None)}  # a ± std band is clipped to the range the metric can take
-LABELS = {"fid": "FID ↓", "precision": "precision ↑", "recall": "recall ↑", "density": "density",
+LABELS = {"fid": "FID ↓", "kid": "KID ↓", "memorization": "memorization ↓", "plain_fid": "plain FID (model health) ↓",
+          "plain_recall": "plain recall ↑", "plain_coverage": "plain coverage ↑", "precision": "precision ↑", "recall": "recall ↑", "density": "density",
           "coverage": "coverage ↑", "classes_covered": "classes covered ↑"}
 
 
 def plot_curves(df: pd.DataFrame, baselines: pd.DataFrame | None = None, metrics=METRICS):
-    """One panel per metric: mean over seeds per regime, band = mean ± std across seeds, the
-    real-vs-real floor (mean over runs) dashed."""
-    metrics = [m for m in metrics if m in df.columns]
+    """One panel per metric: mean over seeds per experiment, band = mean ± std across seeds (only
+    where an experiment has two seeds or more), the real-vs-real floor (mean over runs) dashed."""
+    from matplotlib.ticker import MaxNLocator
+    key = "experiment" if "experiment" in df.columns else "regime"
+    metrics = [m for m in metrics if m in df.columns and df[m].notna().any()]
     ncols = 3
     nrows = int(np.ceil(len(metrics) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)
-    n_seeds = df.groupby("regime")["seed"].nunique().max()
+    n_seeds = df.groupby(key)["seed"].nunique()
     for ax, metric in zip(axes.flat, metrics):
-        for regime, group in df.groupby("regime", sort=False):
-            stats = group.groupby("generation")[metric].agg(["mean", "std"]).fillna(0.0)
+        for regime, group in df.groupby(key, sort=False):
+            stats = group.groupby("generation")[metric].agg(["mean", "std"])
+            if stats["mean"].isna().all():
+                continue
             line, = ax.plot(stats.index, stats["mean"], marker="o", ms=3, label=regime)
-            low, high = BOUNDS.get(metric, (None, None))
-            band = (stats["mean"] - stats["std"]).clip(lower=low), (stats["mean"] + stats["std"]).clip(upper=high)
-            ax.fill_between(stats.index, *band, color=line.get_color(), alpha=0.2)
+            if n_seeds[regime] >= 2:
+                low, high = BOUNDS.get(metric, (None, None))
+                band = (stats["mean"] - stats["std"]).clip(lower=low), (stats["mean"] + stats["std"]).clip(upper=high)
+                ax.fill_between(stats.index, *band, color=line.get_color(), alpha=0.2)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if baselines is not None and metric in baselines.columns and len(baselines):
             ax.axhline(baselines[metric].mean(), color="k", ls="--", lw=1, label="real vs real")
         ax.set_xlabel("generation")
@@ -36,8 +43,10 @@ def plot_curves(df: pd.DataFrame, baselines: pd.DataFrame | None = None, metrics
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False,
-               title=f"line: mean over {n_seeds} seed(s); band: ± 1 std across seeds")
+    seeds_text = f"{n_seeds.min()}" if n_seeds.min() == n_seeds.max() else f"{n_seeds.min()}–{n_seeds.max()}"
+    band_text = "; band: ± 1 std across seeds" if n_seeds.max() >= 2 else " (one seed: no band)"
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), frameon=False,
+               title=f"line: mean over {seeds_text} seed(s){band_text}")
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
 
@@ -53,9 +62,10 @@ def _tile(images: np.ndarray, side: int) -> np.ndarray:
 
 
 def plot_sample_grid(df: pd.DataFrame, side: int = 4, generations=None, seed=None):
-    """Rows = regimes, columns = generations; each cell shows side x side samples of one seed."""
+    """Rows = experiments, columns = generations; each cell shows side x side samples of one seed."""
+    key = "experiment" if "experiment" in df.columns else "regime"
     seed = df["seed"].min() if seed is None else seed
-    runs = df[df["seed"] == seed].groupby("regime", sort=False)["run_dir"].first()
+    runs = df[df["seed"] == seed].groupby(key, sort=False)["run_dir"].first()
     generations = sorted(df["generation"].unique()) if generations is None else generations
     fig, axes = plt.subplots(len(runs), len(generations), figsize=(1.3 * len(generations), 1.4 * len(runs)),
                              squeeze=False)

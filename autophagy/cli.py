@@ -76,12 +76,27 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--out", type=Path, help="folder of the runs and the report (default: runs/compare-<preset>)")
     _add_config_args(compare)
 
+    sweep = sub.add_parser("sweep", help="run a grid of settings x seeds (Ray tasks) and write the report")
+    sweep.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2",
+                       help="a run setting and its values (repeatable; the regime too)")
+    sweep.add_argument("--regime", default="fully-synthetic", help="regime when --grid does not sweep it")
+    sweep.add_argument("--generations", type=int, required=True, help="number of generations G")
+    sweep.add_argument("--seeds", default="0", help="comma-separated run seeds (default: 0)")
+    sweep.add_argument("--preset", default="cpu", choices=list(PRESETS), help="size preset (default: cpu)")
+    sweep.add_argument("--out", type=Path, help="folder of the runs and the report (default: runs/sweep-<preset>)")
+    sweep.add_argument("--workers", type=int, default=1, help="parallel runs (Ray workers; 1 = in this process)")
+    sweep.add_argument("--address", help="join this Ray cluster (ray start --head) instead of an embedded Ray")
+    sweep.add_argument("--baseline", help="experiment the report pairs the others against")
+    _add_config_args(sweep)
+
     rescore = sub.add_parser("rescore", help="recompute the metrics of finished generations from their samples")
     rescore.add_argument("runs", nargs="+", type=Path, help="run folders")
 
     report = sub.add_parser("report", help="write the comparison report of existing run folders")
     report.add_argument("runs", nargs="+", type=Path, help="run folders")
     report.add_argument("--out", type=Path, help="report folder (default: report/ beside the first run)")
+    report.add_argument("--baseline", help="experiment every other is paired against (default: each mitigation's "
+                                           "unmitigated control, else the first experiment)")
     return parser
 
 
@@ -130,9 +145,10 @@ def _parse_list(flag: str, text: str, kind=str) -> list:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from analysis.experiments import ReportError
     try:
         return _dispatch(args)
-    except ConfigError as exc:
+    except (ConfigError, ReportError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         print("autophagy: interrupted; run the same command again to resume", file=sys.stderr)
@@ -176,6 +192,27 @@ def _dispatch(args) -> int:
         run_dirs = run_compare(configs, out)
         print(f"report: {write_report(run_dirs, out / 'report')}")
         return 0
+    if args.command == "sweep":
+        from analysis.report import write_report
+        from loops.sweep import expand, parse_grid, run_sweep
+        _load_plugins(args, None)
+        grid = parse_grid(args.grid)
+        seeds = _parse_list("--seeds", args.seeds, int)
+        if min(seeds) < 0:
+            raise ConfigError(f"--seeds: {args.seeds!r} must be integers >= 0")
+        if args.workers < 1:
+            raise ConfigError(f"--workers: {args.workers} is not allowed; it must be an integer >= 1")
+        out = args.out or Path("runs") / f"sweep-{args.preset}"
+        _check_out(out)
+        base = make_config(args.preset, regime=args.regime, generations=args.generations, **_overrides(args))
+        runs = expand(base, grid, seeds)
+        for _, cfg in runs:
+            validate_run(cfg)
+        summary = run_sweep(runs, out, args.workers, args.address, grid, seeds)
+        finished = [Path(s["run"]) for s in summary if (Path(s["run"]) / "metrics.jsonl").is_file()]
+        if finished:
+            print(f"report: {write_report(finished, out / 'report', args.baseline)}")
+        return 0 if all(s["state"] == "finished" for s in summary) else 1
     if args.command == "rescore":
         from loops.orchestrator import rescore_run
         for path in args.runs:
@@ -191,7 +228,7 @@ def _dispatch(args) -> int:
                 raise ConfigError(f"report: {str(path)!r} is not a run folder (no metrics.jsonl)")
         out = args.out or args.runs[0].parent / "report"
         _check_out(out)
-        print(f"report: {write_report(args.runs, out)}")
+        print(f"report: {write_report(args.runs, out, args.baseline)}")
         return 0
     raise AssertionError(args.command)
 

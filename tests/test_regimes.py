@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from autophagy.config import ConfigError, make_config
-from loops.regimes import REGIMES, RealDraws, check_pool
+from loops.regimes import sampler_of, REGIMES, RealDraws, check_pool
 
 
 def draws(regime, **kw):
@@ -36,7 +36,8 @@ def test_augmentation_keeps_r0(name):
     for t in range(1, 5):
         ts = REGIMES[name].training_set(t, d)
         assert np.array_equal(ts.real_indices, r0) and ts.synthetic_generations == (t - 1,)
-    assert REGIMES["sims"].sampler == "sims" and REGIMES["synthetic-augmentation"].sampler == "plain"
+    assert REGIMES["sims"].sampler == "sims" and REGIMES["synthetic-augmentation"].sampler is None
+    assert sampler_of(make_config("micro", regime="synthetic-augmentation")) == "plain"
 
 
 def test_fresh_data_draws_are_disjoint():
@@ -61,7 +62,7 @@ def test_accumulate_grows():
 
 def test_fresh_data_pool_too_small_is_refused_with_counts():
     cfg = make_config("micro", regime="fresh-data", generations=10, n_real=1000, n_reference=1000, n_real_fresh=500)
-    with pytest.raises(ConfigError, match=r"needs 6500 real images .* holds 5000"):
+    with pytest.raises(ConfigError, match=r"needs 6600 real images .* 100 validation\) .* holds 5000"):
         check_pool(cfg, 5000)
     check_pool(make_config("micro", regime="fresh-data", generations=10, n_real=1000, n_reference=1000,
                            n_real_fresh=500, allow_reuse=True), 5000)
@@ -75,3 +76,47 @@ def test_allow_reuse_draws_with_replacement_past_the_pool():
     assert len(d.draw(1)) == 40  # 80 + 40 > 100: past the pool, with replacement
     late = d.draw(4)
     assert len(late) == 40 and set(late) <= set(range(100))
+
+
+def test_default_pool_feeds_fresh_data_over_ten_generations():
+    """MNIST-5k: 1000 R_0 + 9 x 250 fresh + 1000 reference + 500 validation = 4750 <= 5000."""
+    check_pool(make_config("cpu", regime="fresh-data", generations=10), 5000)
+
+
+class _Samples:
+    def __init__(self, n):
+        self.n = n
+
+    def __call__(self, g):
+        images = np.full((self.n, 1, 2, 2), g, dtype=np.uint8)
+        return images, np.arange(self.n) % 10
+
+
+def test_accumulate_subsample_has_the_budget_and_only_allowed_generations():
+    cfg = make_config("micro", regime="accumulate-subsample", generations=6)
+    d = RealDraws(np.arange(1000), cfg)
+    r0 = set(d.draw(0))
+    for t in range(1, 6):
+        ts = REGIMES["accumulate-subsample"].training_set(t, d)
+        n_synth = sum(len(idx) for _, idx in ts.synthetic_parts())
+        assert len(ts.real_indices) + n_synth == cfg.n_real + cfg.n_synthetic
+        assert set(ts.real_indices) <= r0 and ts.synthetic_generations == tuple(range(t))
+        for g, idx in ts.synthetic_parts():
+            assert 0 <= g < t and (idx < cfg.n_synthetic).all() and len(set(idx)) == len(idx)
+        again = REGIMES["accumulate-subsample"].training_set(t, d)  # seeded: the same subsample
+        assert np.array_equal(again.real_indices, ts.real_indices)
+    assert len(ts.real_indices) < cfg.n_real  # later generations mix real and synthetic uniformly
+
+
+def test_curation_keeps_exactly_the_top_q_by_the_verifier():
+    cfg = make_config("micro", regime="curated", generations=3, curation_keep=0.3)
+    confidence = np.random.default_rng(0).random(cfg.n_synthetic)
+    d = RealDraws(np.arange(1000), cfg, samples=_Samples(cfg.n_synthetic),
+                  verifier=lambda images: (confidence, np.arange(len(images)) % 10), num_classes=10)
+    ts = REGIMES["curated"].training_set(2, d)
+    (g, kept), = ts.synthetic_parts()
+    expected = np.sort(np.argsort(-confidence)[:30])
+    assert g == 1 and np.array_equal(kept, expected)
+    assert ts.info["curation_kept_fraction"] == 0.3
+    assert ts.info["curation_kept_histogram"] == np.bincount(expected % 10, minlength=10).tolist()
+    assert np.array_equal(ts.real_indices, d.draw(0))

@@ -1,0 +1,109 @@
+"""Which runs belong to one experiment, how it is labelled, and whether runs may share a table.
+
+An experiment is every config field except the seed (and the bookkeeping fields below), with the
+sampler resolved (`regime=sims` and `regime=synthetic-augmentation --sampler sims` stay two
+experiments, but an empty --sampler equals the regime's own). Its label names only the fields that
+differ between the experiments at hand, e.g. `sims ω=1` against `sims ω=2`.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+# config fields that never make two runs different experiments
+NOT_IDENTITY = {"seed", "generations", "num_processes", "plugins", "checkpoint_every", "sample_batch_size",
+                "overwrite", "skip_unreadable"}
+# fields of the measuring instrument: runs that differ in one of them cannot share a table
+INSTRUMENT_COLUMNS = {"feature_space": "feature space", "feature_id": "feature network", "k": "k",
+                      "n_reference": "n_reference", "evaluated_on": "evaluation split"}
+SHORT = {"guidance_weight": "ω", "neon_weight": "w", "sampling_bias": "λ", "curation_keep": "q"}
+# what a mitigation changes; its unmitigated control is the same loop without it
+MITIGATION_FIELDS = ("guidance_weight", "neon_weight", "n_aux", "aux_train_steps", "curation_keep")
+MITIGATED_REGIMES = {"sims": "synthetic-augmentation", "neon": "synthetic-augmentation",
+                     "curated": "synthetic-augmentation"}
+
+
+class ReportError(ValueError):
+    """Runs that cannot be reported together (the CLI exits with code 2)."""
+
+
+def identity_columns(df: pd.DataFrame) -> list[str]:
+    return sorted(c for c in df.columns if c.startswith("cfg_") and c[4:] not in NOT_IDENTITY)
+
+
+def _resolved(df: pd.DataFrame) -> pd.DataFrame:
+    """cfg_sampler resolved from the rows (the sampler that drew S_t)."""
+    df = df.copy()
+    if "sampler" in df.columns and "cfg_sampler" in df.columns:
+        df["cfg_sampler"] = df["sampler"]
+    for col in identity_columns(df):  # NaN (a field that an older run lacks) compares as a value
+        df[col] = df[col].astype(object).where(df[col].notna(), "∅")
+    return df
+
+
+def label_experiments(df: pd.DataFrame) -> pd.DataFrame:
+    """Add `experiment` (the label) to every row; labels name the fields that differ between experiments."""
+    df = _resolved(df)
+    cols = identity_columns(df)
+    keys = df[cols].drop_duplicates()
+    varying = [c for c in cols if keys[c].nunique() > 1]
+    irrelevant = {"cfg_sampler"} if "cfg_regime" in varying else set()
+
+    def label(row) -> str:
+        parts = []
+        for c in varying:
+            name, value = c[4:], row[c]
+            if name == "regime":
+                parts.insert(0, str(value))
+            elif name == "sampler" and c in irrelevant and value in (row.get("cfg_regime"), "plain", "sims", "neon") \
+                    and value == _own_sampler(row.get("cfg_regime")):
+                continue
+            else:
+                parts.append(f"{SHORT.get(name, name)}={value}")
+        return " ".join(parts) or str(row.get("cfg_regime", "run"))
+    df["experiment"] = df[cols].apply(label, axis=1) if len(df) else []
+    return df
+
+
+def _own_sampler(regime) -> str:
+    return {"sims": "sims", "neon": "neon"}.get(regime, "plain")
+
+
+def check_instruments(df: pd.DataFrame) -> None:
+    """Refuse rows measured with different instruments, naming the field and its values."""
+    for column, name in INSTRUMENT_COLUMNS.items():
+        if column in df.columns and df[column].nunique(dropna=True) > 1:
+            values = ", ".join(map(str, sorted(df[column].dropna().unique(), key=str)))
+            raise ReportError(f"report: the runs were measured with different instruments: {name} ({column}) "
+                              f"takes {values}; report them separately")
+
+
+def complete_seeds(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """Only seeds that reached the last generation of their experiment; {experiment: [missing seeds]}."""
+    kept, missing = [], {}
+    last = df.groupby("experiment")["cfg_generations"].max() - 1 if "cfg_generations" in df else \
+        df.groupby("experiment")["generation"].max()
+    for experiment, group in df.groupby("experiment", sort=False):
+        reached = group.groupby("seed")["generation"].max()
+        full = reached[reached >= last[experiment]].index
+        if len(full) < len(reached):
+            missing[experiment] = sorted(int(s) for s in reached.index.difference(full))
+        kept.append(group[group["seed"].isin(full) & (group["generation"] <= last[experiment])])
+    return pd.concat(kept, ignore_index=True) if kept else df.iloc[:0], missing
+
+
+def control_of(df: pd.DataFrame, experiment: str) -> str | None:
+    """The unmitigated control of a mitigation experiment: the same loop, plain sampler, no mitigation."""
+    rows = df[df["experiment"] == experiment]
+    if not len(rows):
+        return None
+    cols = [c for c in identity_columns(df) if c[4:] not in MITIGATION_FIELDS]
+    target = rows.iloc[0][cols].to_dict()
+    regime = target.get("cfg_regime")
+    target["cfg_regime"] = MITIGATED_REGIMES.get(regime, regime)
+    target["cfg_sampler"] = "plain"
+    if target == rows.iloc[0][cols].to_dict():
+        return None  # not a mitigation
+    for other, group in df.groupby("experiment", sort=False):
+        if other != experiment and group.iloc[0][cols].to_dict() == target:
+            return other
+    return None

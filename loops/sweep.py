@@ -1,0 +1,138 @@
+"""A grid of runs (any RunConfig fields x seeds), each run a Ray task, generation 0 trained once per key.
+
+    autophagy sweep --grid guidance_weight=0.5,1,2 --grid regime=sims,synthetic-augmentation --seeds 0,1,2
+
+Phase 1 trains generation 0 once per gen-0 key (the first run of each key, as a one-generation run);
+phase 2 copies that gen_000 into every other run of the key and runs all of them to the end. Each run
+is one Ray task: with no address Ray starts embedded on this machine with `workers` CPUs and each
+task sets torch's threads to cores // workers; with `address` the tasks go to an existing cluster
+(every node must see `out`, e.g. a shared filesystem). One failing run does not stop the others.
+Rerunning the same command resumes every run where it stopped. `workers=1` and no address runs the
+grid in this process, without Ray.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import traceback
+from pathlib import Path
+
+from autophagy.config import ConfigError, RunConfig
+from autophagy.rundir import RunDir, atomic_write_text
+from loops.compare import generation_zero_key, reuse_generation_zero
+
+
+def parse_grid(items: list[str]) -> dict[str, list]:
+    """['guidance-weight=0.5,1', 'regime=sims'] -> {'guidance_weight': [0.5, 1.0], 'regime': ['sims']}."""
+    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    grid = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        name = name.strip().lstrip("-").replace("-", "_")
+        if not sep or name not in fields or name in ("seed", "plugins"):
+            raise ConfigError(f"--grid: {item!r} is not FIELD=V1,V2,... with FIELD a run setting "
+                              f"(e.g. guidance_weight=0.5,1; seeds go to --seeds)")
+        kind = {"int": int, "float": float, "str": str,
+                "bool": lambda v: {"true": True, "false": False, "1": True, "0": False}[v.lower()]}.get(str(fields[name].type))
+        if kind is None:
+            raise ConfigError(f"--grid: {name} cannot be swept")
+        try:
+            grid[name] = [kind(v.strip()) for v in values.split(",") if v.strip()]
+        except (ValueError, KeyError):
+            raise ConfigError(f"--grid: {item!r} holds a value that is not a {fields[name].type}") from None
+        if not grid[name]:
+            raise ConfigError(f"--grid: {item!r} lists no value")
+    return grid
+
+
+def expand(base: RunConfig, grid: dict[str, list], seeds: list[int]) -> list[tuple[str, RunConfig]]:
+    """(folder name, config) per grid point and seed; names carry the swept fields, then the seed."""
+    import itertools
+    names = list(grid)
+    runs = []
+    for values in itertools.product(*(grid[n] for n in names)):
+        point = dict(zip(names, values))
+        label = "_".join(str(v) if n == "regime" else f"{n}={v}" for n, v in point.items()) or base.regime
+        for seed in seeds:
+            runs.append((f"{label}-s{seed}", dataclasses.replace(base, seed=seed, **point)))
+    return runs
+
+
+def _run_one(cfg_values: dict, out: str, threads: int) -> dict:
+    """One run to its end (a Ray task, or a plain call); returns its state instead of raising."""
+    import torch
+    if threads:
+        torch.set_num_threads(threads)
+    from loops.orchestrator import run_loop
+    cfg = RunConfig.from_dict(cfg_values)
+    try:
+        run_loop(cfg, out, log=lambda *_: None)
+        return {"run": out, "state": "finished", "error": ""}
+    except BaseException as exc:  # one failing run must not stop the others
+        return {"run": out, "state": "failed", "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(limit=3)}
+
+
+class _Executor:
+    """Runs a batch of (config, folder) to their ends: in this process, or as Ray tasks."""
+
+    def __init__(self, workers: int, address: str | None):
+        self.workers, self.address = workers, address
+        self.threads = max(1, (os.cpu_count() or 1) // workers) if not address else 0
+        self.ray = None
+        if workers > 1 or address:
+            import ray
+            if not ray.is_initialized():
+                ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
+                         log_to_driver=False, configure_logging=False,
+                         runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [
+                             str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]))}})
+            self.ray = ray
+            self.remote = ray.remote(num_cpus=1, max_retries=0)(_run_one)
+
+    def run(self, jobs: list[tuple[RunConfig, Path]]) -> list[dict]:
+        values = [(json.loads(cfg.to_json()), str(path)) for cfg, path in jobs]
+        if self.ray is None:
+            return [_run_one(v, p, 0) for v, p in values]
+        return self.ray.get([self.remote.remote(v, p, self.threads) for v, p in values])
+
+
+def run_sweep(runs: list[tuple[str, RunConfig]], out: Path | str, workers: int = 1, address: str | None = None,
+              grid: dict | None = None, seeds: list[int] | None = None, log=print) -> list[dict]:
+    """Run (or resume) every (name, config) into out/<name>/; returns each run's state and error."""
+    from loops.orchestrator import load_data_for
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for _, cfg in runs:  # fail fast on every run's data before any training
+        load_data_for(cfg)
+    atomic_write_text(out / "sweep.json", json.dumps({
+        "grid": grid or {}, "seeds": seeds or sorted({c.seed for _, c in runs}), "executor": "ray" if workers > 1 or address else "local",
+        "address": address or "", "workers": workers, "runs": [name for name, _ in runs]}, indent=2) + "\n")
+    executor = _Executor(workers, address)
+    owners: dict[str, tuple[str, RunConfig]] = {}
+    for name, cfg in runs:
+        owners.setdefault(generation_zero_key(cfg), (name, cfg))
+    # phase 1: generation 0 once per key
+    first = [(dataclasses.replace(cfg, generations=1), out / name) for name, cfg in owners.values()
+             if not RunDir(out / name).is_done(0)]
+    if first:
+        log(f"sweep: generation 0 of {len(first)} key(s) on {workers} worker(s)")
+    states = {s["run"]: s for s in executor.run(first)}
+    # phase 2: reuse generation 0, then every run to its end
+    for name, cfg in runs:
+        owner_name, _ = owners[generation_zero_key(cfg)]
+        if owner_name != name and reuse_generation_zero(RunDir(out / owner_name), RunDir(out / name), cfg):
+            log(f"{name}: generation 0 reused from {owner_name}")
+    jobs = [(cfg, out / name) for name, cfg in runs
+            if states.get(str(out / owners[generation_zero_key(cfg)][0]), {}).get("state") != "failed"]
+    log(f"sweep: {len(jobs)} run(s) on {workers} worker(s)")
+    finished = {s["run"]: s for s in executor.run(jobs)}
+    summary = []
+    for name, cfg in runs:
+        path = str(out / name)
+        summary.append(finished.get(path) or states.get(path) or {"run": path, "state": "failed",
+                                                                   "error": "its generation 0 failed"})
+    for s in summary:
+        log(f"  {Path(s['run']).name}: {s['state']}{(' — ' + s['error']) if s['error'] else ''}")
+    return summary
