@@ -108,7 +108,7 @@ def table_markdown(table: pd.DataFrame) -> str:
 
 
 def versus_markdown(versus: pd.DataFrame, metrics=("fid", "recall", "coverage", "plain_fid")) -> str:
-    rows = versus[versus["metric"].isin(metrics)]
+    rows = versus[versus["metric"].isin(metrics)] if len(versus) else versus
     if not len(rows):
         return ""
     text = ("\n## Paired by seed (experiment − baseline)\n\n| experiment | baseline | metric | quantity | "

@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--seeds", default="0", help="comma-separated run seeds (default: 0)")
     compare.add_argument("--preset", default="cpu", choices=list(PRESETS), help="size preset (default: cpu)")
     compare.add_argument("--out", type=Path, help="folder of the runs and the report (default: runs/compare-<preset>)")
+    compare.add_argument("--workers", type=int, default=1, help="parallel runs (Ray workers; 1 = in this process)")
+    compare.add_argument("--address", help="join this Ray cluster instead of an embedded Ray")
     _add_config_args(compare)
 
     sweep = sub.add_parser("sweep", help="run a grid of settings x seeds (Ray tasks) and write the report")
@@ -189,7 +191,9 @@ def _dispatch(args) -> int:
         _check_out(out)
         configs = [validate_run(make_config(args.preset, regime=r, generations=args.generations, seed=s, **_overrides(args)))
                    for r in regimes for s in seeds]
-        run_dirs = run_compare(configs, out)
+        if args.workers < 1:
+            raise ConfigError(f"--workers: {args.workers} is not allowed; it must be an integer >= 1")
+        run_dirs = run_compare(configs, out, args.workers, args.address)
         print(f"report: {write_report(run_dirs, out / 'report')}")
         return 0
     if args.command == "sweep":

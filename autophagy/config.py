@@ -44,7 +44,7 @@ class RunConfig:
     guidance_weight: float = _f(2.0, "SIMS ω >= 0: ε = (1+ω)·ε_base − ω·ε_aux")
     n_aux: int = _f(1000, "SIMS: images drawn from the base to fine-tune the auxiliary model")
     aux_train_steps: int = _f(100, "SIMS: fine-tuning steps of the auxiliary model")
-    neon_weight: float = _f(1.0, "Neon w >= 0: sample with one network θ = (1+w)·θ_base − w·θ_aux")
+    neon_weight: float = _f(0.5, "Neon w >= 0: sample with one network θ = (1+w)·θ_base − w·θ_aux")
     curation_keep: float = _f(0.5, "curated: fraction q of S_{t-1} kept, by the verifier's confidence, in (0, 1]")
     sampling_bias: float = _f(1.0, "MAD sampling bias λ in (0, 1]; 1 = unbiased, else CFG w = 1/λ − 1")
     label_dropout: float = _f(0.1, "class-conditional training: fraction of labels replaced by the null class")

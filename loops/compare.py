@@ -14,7 +14,6 @@ from pathlib import Path
 
 from autophagy.config import RunConfig
 from autophagy.rundir import RunDir
-from loops.orchestrator import load_data_for, run_loop
 from loops.regimes import sampler_of
 
 
@@ -46,21 +45,17 @@ def reuse_generation_zero(source: RunDir, target: RunDir, cfg: RunConfig) -> boo
     return True
 
 
-def run_compare(configs: list[RunConfig], out: Path | str, log=print) -> list[Path]:
-    """Run (or resume) every config into out/<regime>-s<seed>/; returns the run folders (the CLI
-    writes the report: loops never imports analysis)."""
+def run_compare(configs: list[RunConfig], out: Path | str, workers: int = 1, address: str | None = None,
+                log=print) -> list[Path]:
+    """A sweep over the regime: every config into out/<regime>-s<seed>/ (loops.sweep.run_sweep, so on
+    Ray with workers > 1); returns the finished run folders (the CLI writes the report: loops never
+    imports analysis). A failed run is reported in the summary and raises at the end."""
+    from loops.sweep import run_sweep
     out = Path(out)
-    for cfg in configs:  # fail fast on every run's data before any training
-        load_data_for(cfg)
-    first_with_key: dict[str, RunDir] = {}
-    run_dirs = []
-    for cfg in configs:
-        rd = RunDir(out / f"{cfg.regime}-s{cfg.seed}")
-        key = generation_zero_key(cfg)
-        if key in first_with_key and reuse_generation_zero(first_with_key[key], rd, cfg):
-            log(f"{rd.root.name}: generation 0 reused from {first_with_key[key].root.name}")
-        log(f"== {rd.root.name}")
-        run_loop(cfg, rd.root, log=log)
-        first_with_key.setdefault(key, rd)
-        run_dirs.append(rd.root)
-    return run_dirs
+    runs = [(f"{cfg.regime}-s{cfg.seed}", cfg) for cfg in configs]
+    summary = run_sweep(runs, out, workers, address, {"regime": list(dict.fromkeys(c.regime for c in configs))},
+                        sorted({c.seed for c in configs}), log=log)
+    failed = [s for s in summary if s["state"] != "finished"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} run(s) failed: " + "; ".join(f"{Path(s['run']).name}: {s['error']}" for s in failed))
+    return [out / name for name, _ in runs]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from autophagy.config import ConfigError, RunConfig
 from autophagy.rundir import RunDir, atomic_write_text
-from loops.compare import generation_zero_key, reuse_generation_zero
+from loops.compare import generation_zero_key, reuse_generation_zero  # noqa: E402 (compare's key and copy)
 
 
 def parse_grid(items: list[str]) -> dict[str, list]:
@@ -98,6 +98,12 @@ class _Executor:
         return self.ray.get([self.remote.remote(v, p, self.threads) for v, p in values])
 
 
+def _process_state():
+    import torch
+    from accelerate import PartialState
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def run_sweep(runs: list[tuple[str, RunConfig]], out: Path | str, workers: int = 1, address: str | None = None,
               grid: dict | None = None, seeds: list[int] | None = None, log=print) -> list[dict]:
     """Run (or resume) every (name, config) into out/<name>/; returns each run's state and error."""
@@ -106,9 +112,11 @@ def run_sweep(runs: list[tuple[str, RunConfig]], out: Path | str, workers: int =
     out.mkdir(parents=True, exist_ok=True)
     for _, cfg in runs:  # fail fast on every run's data before any training
         load_data_for(cfg)
-    atomic_write_text(out / "sweep.json", json.dumps({
-        "grid": grid or {}, "seeds": seeds or sorted({c.seed for _, c in runs}), "executor": "ray" if workers > 1 or address else "local",
-        "address": address or "", "workers": workers, "runs": [name for name, _ in runs]}, indent=2) + "\n")
+    if _process_state().is_main_process:
+        atomic_write_text(out / "sweep.json", json.dumps({
+            "grid": grid or {}, "seeds": seeds or sorted({c.seed for _, c in runs}),
+            "executor": "ray" if workers > 1 or address else "local",
+            "address": address or "", "workers": workers, "runs": [name for name, _ in runs]}, indent=2) + "\n")
     executor = _Executor(workers, address)
     owners: dict[str, tuple[str, RunConfig]] = {}
     for name, cfg in runs:
@@ -119,11 +127,15 @@ def run_sweep(runs: list[tuple[str, RunConfig]], out: Path | str, workers: int =
     if first:
         log(f"sweep: generation 0 of {len(first)} key(s) on {workers} worker(s)")
     states = {s["run"]: s for s in executor.run(first)}
-    # phase 2: reuse generation 0, then every run to its end
-    for name, cfg in runs:
-        owner_name, _ = owners[generation_zero_key(cfg)]
-        if owner_name != name and reuse_generation_zero(RunDir(out / owner_name), RunDir(out / name), cfg):
-            log(f"{name}: generation 0 reused from {owner_name}")
+    # phase 2: reuse generation 0 (on the main process only: under `accelerate launch` every rank runs
+    # this driver, and the copies must be made once), then every run to its end
+    state = _process_state()
+    if state.is_main_process:
+        for name, cfg in runs:
+            owner_name, _ = owners[generation_zero_key(cfg)]
+            if owner_name != name and reuse_generation_zero(RunDir(out / owner_name), RunDir(out / name), cfg):
+                log(f"{name}: generation 0 reused from {owner_name}")
+    state.wait_for_everyone()
     jobs = [(cfg, out / name) for name, cfg in runs
             if states.get(str(out / owners[generation_zero_key(cfg)][0]), {}).get("state") != "failed"]
     log(f"sweep: {len(jobs)} run(s) on {workers} worker(s)")

@@ -31,3 +31,68 @@ def test_engine_knows_nothing_about_loops():
     code = ("import sys, autophagy.config, autophagy.data, autophagy.training, autophagy.sampling, "
             "autophagy.features, autophagy.metrics, autophagy.rundir; assert 'loops' not in sys.modules")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def _run(folder, seed, rows, **cfg):
+    """A run folder written by hand: config.json and metrics.jsonl."""
+    import json
+    folder.mkdir(parents=True)
+    config = {"regime": "sims", "sampler": "", "guidance_weight": 2.0, "k": 3, "features": "lenet", "seed": seed,
+              "generations": len(rows), **cfg}
+    (folder / "config.json").write_text(json.dumps(config))
+    base = {"regime": config["regime"], "sampler": config["sampler"] or config["regime"], "seed": seed, "k": config["k"],
+            "feature_space": "lenet", "feature_id": "abc", "n_reference": 100, "evaluated_on": "reference"}
+    (folder / "metrics.jsonl").write_text("".join(json.dumps({**base, "generation": g, "fid": v, "recall": 0.5}) + "\n"
+                                                  for g, v in enumerate(rows)))
+    return folder
+
+
+def test_runs_differing_only_in_omega_are_two_experiments_and_paired_by_hand(tmp_path):
+    """Two ω on three shared seeds: the per-seed differences of the last FID are 1, 2, 6; mean 3,
+    sem = sqrt(7)/sqrt(3), t(0.975, 2) = 4.3027 (tables), paired t = 3 / sem; with 2 degrees of freedom
+    the two-sided p-value has the closed form 1 − t / sqrt(t² + 2)."""
+    from analysis.experiments import label_experiments
+    from analysis.load import load_runs
+    from analysis.report import versus_table
+    runs = []
+    for seed, (a, b) in enumerate([(10.0, 9.0), (12.0, 10.0), (16.0, 10.0)]):
+        runs.append(_run(tmp_path / f"w1-s{seed}", seed, [5.0, a], guidance_weight=1.0))
+        runs.append(_run(tmp_path / f"w2-s{seed}", seed, [5.0, b], guidance_weight=2.0))
+    df = label_experiments(load_runs(runs))
+    assert sorted(df["experiment"].unique()) == ["ω=1.0", "ω=2.0"]
+    versus = versus_table(df, baseline="ω=2.0", metrics=("fid",))
+    last = versus[versus.quantity == "last"].iloc[0]
+    assert last.experiment == "ω=1.0" and last.n_seeds == 3 and last.mean_difference == 3.0
+    half_width = 4.3027 * np.sqrt(7 / 3)
+    assert np.isclose(last.ci95_low, 3 - half_width, atol=1e-3) and np.isclose(last.ci95_high, 3 + half_width, atol=1e-3)
+    t = 3 / np.sqrt(7 / 3)
+    assert np.isclose(last.p_value, 1 - t / np.sqrt(t * t + 2), rtol=1e-9)
+
+
+def test_different_k_is_refused_and_a_missing_seed_is_named(tmp_path):
+    import pytest
+
+    from analysis.experiments import ReportError
+    from analysis.report import write_report
+    a = _run(tmp_path / "a", 0, [5.0, 6.0])
+    b = _run(tmp_path / "b", 0, [5.0, 6.0], k=5, guidance_weight=1.0)
+    with pytest.raises(ReportError, match=r"k \(k\) takes 3, 5"):
+        write_report([a, b], tmp_path / "rep")
+    c = _run(tmp_path / "c", 1, [5.0, 7.0])
+    short = _run(tmp_path / "d", 2, [5.0], generations=2)  # seed 2 stopped after generation 0
+    import json
+    cfg = json.loads((short / "config.json").read_text())
+    cfg["generations"] = 2
+    (short / "config.json").write_text(json.dumps(cfg))
+    out = write_report([a, c, short], tmp_path / "rep2")
+    assert "Seeds left out" in (out / "comparison.md").read_text() and "sims: 2" in (out / "comparison.md").read_text()
+    table = pd.read_csv(out / "comparison.csv")
+    assert (table.n_seeds == 2).all()
+
+
+def test_report_cli_refuses_mixed_instruments_with_exit_2(tmp_path):
+    from tests.conftest import run_cli
+    a = _run(tmp_path / "a", 0, [5.0, 6.0])
+    b = _run(tmp_path / "b", 0, [5.0, 6.0], k=5)
+    code, _, err = run_cli("report", a, b, "--out", tmp_path / "rep")
+    assert code == 2 and "k (k)" in err and err.count("\n") == 1

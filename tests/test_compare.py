@@ -27,18 +27,22 @@ def compared(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setattr(orchestrator, "train_diffusion", counting)
     configs = [make_config("micro", regime=r, generations=2, seed=s, n_real_fresh=50) for r in REGIMES for s in (0, 1)]
-    report = run_compare(configs, out, log=lambda *_: None)
+    from analysis.report import write_report
+    report = write_report(run_compare(configs, out, log=lambda *_: None), out / "report")
     mp.undo()
     return out, report, calls
 
 
 def test_report_files_and_table(compared):
     out, report, _ = compared
-    for name in ("comparison.csv", "comparison.md", "curves.png", "samples.png"):
+    for name in ("comparison.csv", "comparison.md", "versus.csv", "curves.png", "samples.png"):
         assert (report / name).stat().st_size > 100, name
     table = pd.read_csv(report / "comparison.csv")
-    fid = table[table.metric == "fid"].set_index("regime")
+    fid = table[table.metric == "fid"].set_index("experiment")
     assert sorted(fid.index) == sorted(REGIMES) and (fid.n_seeds == 2).all()
+    versus = pd.read_csv(report / "versus.csv")
+    sims = versus[(versus.experiment == "sims") & (versus.metric == "fid") & (versus.quantity == "last")].iloc[0]
+    assert sims.baseline == "fully-synthetic" and sims.n_seeds == 2 and 0 <= sims.p_value <= 1
     assert np.isfinite(fid[["gen0_mean", "last_mean", "ratio_mean", "ratio_std"]].to_numpy()).all()
     md = (report / "comparison.md").read_text()
     assert all(f"| {r} |" in md for r in REGIMES) and "Real vs real" in md

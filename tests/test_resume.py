@@ -5,7 +5,8 @@ import numpy as np
 
 from tests.conftest import run_cli
 
-METRICS = ("fid", "precision", "recall", "density", "coverage", "class_histogram")
+METRICS = ("fid", "kid", "precision", "recall", "density", "coverage", "class_histogram", "memorization", "plain_fid",
+           "plain_recall", "ema_decay_effective", "cost_train_images", "cost_sample_nfe", "sampling_dtype")
 ARGS = ["run", "--regime", "sims", "--generations", "2", "--preset", "micro"]
 
 
@@ -21,8 +22,9 @@ def test_killed_everywhere_then_resumed_equals_uninterrupted(tmp_path):
     assert code == 0, err[-2000:]
 
     killed = tmp_path / "killed"
-    # generation 0 done; gen 1 base training after its checkpoint; aux fine-tuning; a sample chunk; metrics
-    for point in ["done:0", "train:1:0:15", "train:1:1:5", "sample:1:0:0", "metrics:1"]:
+    # generation 0 done; gen 1 base training after its checkpoint; aux fine-tuning; a sample chunk; a plain
+    # (model health) chunk; metrics
+    for point in ["done:0", "train:1:0:15", "train:1:1:5", "sample:1:0:0", "sample:1:2:0", "metrics:1"]:
         code, _, err = run_cli(*ARGS, "--out", killed, env={"AUTOPHAGY_KILL_AT": point})
         assert code == -9, (point, err[-2000:])  # really SIGKILLed there
     assert not (killed / "gen_001" / "DONE").exists()

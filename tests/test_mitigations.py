@@ -1,0 +1,72 @@
+"""Neon's merge, one network per step, and the compute accounting of a micro run counted by hand."""
+import json
+
+import torch
+
+from autophagy.models import build_unet
+from autophagy.sampling import GuidedDenoiser, ddim_sample
+from loops.orchestrator import run_loop
+from loops.samplers import neon_merge
+
+
+def _two_models(cfg):
+    torch.manual_seed(0)
+    base = build_unet(cfg, 1).eval()
+    torch.manual_seed(1)
+    aux = build_unet(cfg, 1).eval()
+    return base, aux
+
+
+def test_neon_merge_formula_parameter_by_parameter(micro):
+    cfg = micro()
+    base, aux = _two_models(cfg)
+    merged = neon_merge(base, aux, 0.7)
+    aux_params = dict(aux.named_parameters())
+    for name, p in merged.named_parameters():
+        assert torch.allclose(p, 1.7 * dict(base.named_parameters())[name] - 0.7 * aux_params[name], atol=1e-6), name
+    assert merged is not base and not torch.equal(next(merged.parameters()), next(base.parameters()))
+
+
+def test_neon_with_zero_weight_is_the_base(micro):
+    cfg = micro()
+    base, aux = _two_models(cfg)
+    merged = neon_merge(base, aux, 0.0)
+    a, _ = ddim_sample(GuidedDenoiser(base), cfg, 4, torch.Generator().manual_seed(5))
+    b, _ = ddim_sample(GuidedDenoiser(merged), cfg, 4, torch.Generator().manual_seed(5))
+    assert (a == b).all()
+
+
+def test_neon_evaluates_one_network_per_step(micro, tmp_path, monkeypatch):
+    import loops.orchestrator as orchestrator
+    calls = []
+    real = orchestrator.sample_chunks
+
+    def counting(denoiser, cfg, n_images, seed_ints, purpose="sample", *a, **k):
+        if purpose == "sample":
+            calls.append(denoiser.networks_per_step)
+            original = denoiser.base.forward
+            denoiser.base.forward = lambda *x, **y: (calls.append("forward"), original(*x, **y))[1]
+        return real(denoiser, cfg, n_images, seed_ints, purpose, *a, **k)
+    monkeypatch.setattr(orchestrator, "sample_chunks", counting)
+    cfg = micro(regime="neon", generations=1)
+    run_loop(cfg, tmp_path / "neon")
+    assert calls[0] == 1
+    n_chunks = cfg.n_synthetic // cfg.sample_batch_size
+    assert calls.count("forward") == cfg.ddim_steps * n_chunks  # one network evaluation per step and chunk
+    assert (tmp_path / "neon" / "gen_000" / "merged_model" / "unet").is_dir()
+
+
+def test_cost_fields_add_up_by_hand(micro, tmp_path):
+    cfg = micro(regime="sims", generations=2)
+    run_loop(cfg, tmp_path / "sims")
+    run_loop(micro(regime="synthetic-augmentation", generations=2), tmp_path / "plain")
+    sims = [json.loads(line) for line in (tmp_path / "sims" / "metrics.jsonl").read_text().splitlines()]
+    plain = [json.loads(line) for line in (tmp_path / "plain" / "metrics.jsonl").read_text().splitlines()]
+    for row in sims:
+        # base 30 steps x 16 + aux 10 steps x 16 images; S_t: 100 images x 4 steps x 2 networks + aux 50 x 4 x 1
+        assert row["cost_train_images"] == 30 * 16 + 10 * 16
+        assert row["cost_sample_nfe"] == 100 * 4 * 2 + 50 * 4
+    for row in plain:
+        assert row["cost_train_images"] == 30 * 16 and row["cost_sample_nfe"] == 100 * 4
+        assert "plain_fid" not in row
+    assert all("plain_fid" in r and "plain_coverage" in r and "plain_precision" in r for r in sims)

@@ -1,0 +1,78 @@
+"""A micro sweep on Ray: every run finishes with its point's config, generation 0 once per key, resume."""
+import json
+
+import pytest
+
+import loops.orchestrator as orchestrator
+from autophagy.config import make_config
+from loops.sweep import expand, parse_grid, run_sweep
+from tests.conftest import run_cli
+
+
+def _rows(folder):
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    grid = parse_grid(["regime=fully-synthetic,synthetic-augmentation", "learning-rate=0.002,0.003"])
+    runs = expand(make_config("micro", generations=2), grid, [0, 1])
+    summary = run_sweep(runs, out, workers=2, grid=grid, seeds=[0, 1], log=lambda *_: None)
+    return out, runs, summary
+
+
+def test_every_run_finishes_with_its_points_config(swept):
+    out, runs, summary = swept
+    assert len(runs) == 8 and all(s["state"] == "finished" for s in summary)
+    for name, cfg in runs:
+        saved = json.loads((out / name / "config.json").read_text())
+        assert (saved["regime"], saved["learning_rate"], saved["seed"]) == (cfg.regime, cfg.learning_rate, cfg.seed)
+        assert len(_rows(out / name)) == 2
+    sweep = json.loads((out / "sweep.json").read_text())
+    assert sweep["executor"] == "ray" and sweep["workers"] == 2 and sweep["seeds"] == [0, 1]
+    assert sweep["grid"]["learning_rate"] == [0.002, 0.003]
+
+
+def test_generation_zero_trained_once_per_key(swept):
+    out, runs, _ = swept
+    trained = {}
+    for name, cfg in runs:
+        row0 = _rows(out / name)[0]
+        key = (cfg.learning_rate, cfg.seed)  # the regime does not change generation 0
+        trained.setdefault(key, []).append("reused_from" not in row0)
+    assert all(flags.count(True) == 1 and len(flags) == 2 for flags in trained.values())
+
+
+def test_rerun_trains_nothing(swept, monkeypatch):
+    out, runs, _ = swept
+    before = {name: (out / name / "metrics.jsonl").read_bytes() for name, _ in runs}
+
+    def no_training(*a, **k):
+        raise AssertionError("a finished sweep must not train again")
+    monkeypatch.setattr(orchestrator, "train_diffusion", no_training)
+    summary = run_sweep(runs, out, workers=1, log=lambda *_: None)
+    assert all(s["state"] == "finished" for s in summary)
+    assert before == {name: (out / name / "metrics.jsonl").read_bytes() for name, _ in runs}
+
+
+def test_killed_driver_resumes_to_the_same_rows(tmp_path):
+    args = ["sweep", "--grid", "regime=fully-synthetic,synthetic-augmentation", "--generations", "2", "--preset",
+            "micro", "--seeds", "0"]
+    code, _, err = run_cli(*args, "--out", tmp_path / "whole")
+    assert code == 0, err[-2000:]
+    code, _, _ = run_cli(*args, "--out", tmp_path / "killed", env={"AUTOPHAGY_KILL_AT": "train:1:0:15"})
+    assert code == -9
+    code, _, err = run_cli(*args, "--out", tmp_path / "killed")
+    assert code == 0, err[-2000:]
+    keys = ("fid", "kid", "precision", "recall", "coverage", "memorization", "n_train_real", "n_train_synthetic")
+    for name in ("fully-synthetic-s0", "synthetic-augmentation-s0"):
+        a, b = _rows(tmp_path / "whole" / name), _rows(tmp_path / "killed" / name)
+        assert [{k: r[k] for k in keys} for r in a] == [{k: r[k] for k in keys} for r in b]
+    assert (tmp_path / "killed" / "report" / "versus.csv").exists()
+
+
+def test_bad_grid_is_one_line_exit_2(tmp_path):
+    code, _, err = run_cli("sweep", "--grid", "nonsense=1,2", "--generations", "1", "--preset", "micro",
+                           "--out", tmp_path / "x")
+    assert code == 2 and "--grid" in err and "nonsense" in err and err.count("\n") == 1
