@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="run (or resume) one regime for G generations")
-    run.add_argument("--regime", required=True, choices=list(REGIMES), help="; ".join(f"{k}: {v.description}" for k, v in REGIMES.items()))
+    run.add_argument("--regime", required=True, help="; ".join(f"{k}: {v.description}" for k, v in REGIMES.items())
+                     + "; or a plug-in's regime")
     run.add_argument("--generations", type=int, required=True, help="number of generations G")
     run.add_argument("--preset", default="cpu", choices=list(PRESETS), help="size preset (default: cpu)")
     run.add_argument("--seed", type=int, default=0, help="run seed (default: 0)")
@@ -145,7 +146,22 @@ def _parse_list(flag: str, text: str, kind=str) -> list:
     return values
 
 
+def _early_plugins(argv: list[str] | None) -> None:
+    """Import --plugin modules before the parser is built, so their regimes and samplers are in --help."""
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--plugin", action="append", default=[])
+    known, _ = early.parse_known_args(argv)
+    from autophagy.plugins import load_entry_points, load_plugin
+    try:
+        load_entry_points()
+        for plugin in known.plugin:
+            load_plugin(plugin)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
 def main(argv: list[str] | None = None) -> int:
+    _early_plugins(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     from analysis.experiments import ReportError
     try:

@@ -32,6 +32,8 @@ def main():
         env["AUTOPHAGY_CACHE"] = tempfile.mkdtemp(prefix="bench-cache-")
     cmd = [sys.executable, "-m", "autophagy", "run", "--regime", args.regime, "--generations", str(args.generations),
            "--out", str(out), *args.extra]
+    from autophagy import hardware
+    print(f"machine: {hardware.describe()}", flush=True)
     print("$", " ".join(cmd), flush=True)
     start = time.perf_counter()
     subprocess.run(cmd, check=True, env=env, stderr=subprocess.DEVNULL)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import platform
 import time
 
 import numpy as np
@@ -23,6 +22,7 @@ from accelerate.state import AcceleratorState
 from diffusers import DDIMPipeline
 
 from autophagy.config import make_config
+from autophagy import hardware
 from autophagy.data import load_real_data
 from autophagy.features import train_lenet
 from autophagy.metrics import compute_metrics, gaussian_stats, knn_radii
@@ -132,7 +132,7 @@ def bench_metrics(cfg, real, n=2000):
     stats, radii = gaussian_stats(a), knn_radii(torch.from_numpy(a), 3)
     start = time.perf_counter(); compute_metrics(a, b, 3, stats, radii); t_cached = time.perf_counter() - start
     print(f"metrics    2048-d {n} vs {n}: {t_full:.2f}s | cached reference {t_cached:.2f}s | speed-up {t_full / t_cached:.2f}x")
-    lenet = train_lenet(real, cfg.seed)
+    lenet = train_lenet(real)
     ref_images, fake_images = real.images[real.reference], real.images[real.pool[:n]]
     start = time.perf_counter()
     ref = lenet(ref_images)
@@ -156,9 +156,8 @@ def main():
     p.add_argument("--variants", action="store_true", help="also time bf16 autocast, channels_last and one thread")
     args = p.parse_args()
     cfg = make_config(args.preset)
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}, preset {args.preset}")
-    real = load_real_data(cfg.data, cfg.resolution, cfg.n_reference, cfg.seed)
+    print(f"machine: {hardware.describe()}; preset {args.preset}")
+    real = load_real_data(cfg.data, cfg.resolution, cfg.n_reference, cfg.n_validation)
     images = real.images[RealDraws(real.pool, cfg).draw(0)]  # R_0, as the loop draws it
     bench_training(cfg, images, args.steps, args.repeats)
     bench_sampling(cfg, args.samples, args.repeats)

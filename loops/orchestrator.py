@@ -221,7 +221,8 @@ class Generation:
             return load_unet(path).to(self.device).eval(), stats
         start = time.perf_counter()
         model, train_stats = train_diffusion(make(), images, labels, self.cfg, steps, (self.cfg.seed, self.t, role),
-                                             self.work / f"checkpoints_{name}", f"gen {self.t} {name}")
+                                             self.work / ("checkpoints_base" if role == BASE else "checkpoints_aux"),
+                                             f"gen {self.t} {name}")
         stats = {**dataclasses.asdict(train_stats), "seconds": time.perf_counter() - start}
         model = self.saved_model(path, lambda: model)
         if self.state.is_main_process:

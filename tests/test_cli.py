@@ -141,6 +141,11 @@ def test_nan_loss_stops_with_exit_1_and_resumes(tmp_path, monkeypatch, capsys):
     assert "gen 1 train: loss is nan at step 20" in err and "run the same command again" in err
     assert snapshot(out / "gen_000") == gen0 and not (out / "gen_001" / "DONE").exists()
     assert (out / "gen_001" / "work" / "checkpoints_base" / "step_0000010").is_dir()  # the last good checkpoint
+    # the rerun takes a different path past the bad step: the retry number joins the batch seeds
+    assert "retry 1" in err
+    assert json.loads((out / "gen_001" / "work" / "checkpoints_base" / "retries.json").read_text()) == {"retries": 1}
+    from autophagy.seeding import seed_for
+    assert seed_for(0, "train", 1, 0, 10, 0) != seed_for(0, "train", 1, 0, 10, 0, 1)
     monkeypatch.setattr(training.F, "mse_loss", real_mse)
     assert main(MICRO + ["--out", str(out)]) == 0
     assert [r["generation"] for r in RunDir(out).read_rows()] == [0, 1]

@@ -8,9 +8,10 @@ import loops.orchestrator as orchestrator
 from loops.orchestrator import run_loop
 from loops.regimes import REGIMES
 
-ROW_KEYS = {"generation", "regime", "seed", "fid", "precision", "recall", "density", "coverage", "feature_space",
+ROW_KEYS = {"generation", "regime", "seed", "fid", "kid", "precision", "recall", "density", "coverage", "feature_space",
             "n_reference", "n_generated", "n_train_real", "n_train_synthetic", "train_seconds", "sample_seconds",
-            "classes_covered", "class_histogram", "k", "num_processes"}
+            "classes_covered", "class_histogram", "k", "num_processes", "memorization", "sampling_dtype",
+            "ema_decay_effective", "cost_train_images", "cost_sample_nfe", "evaluated_on", "feature_id"}
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +33,7 @@ def test_run_folder_is_complete(finished_run):
         assert np.isfinite([r[k] for k in ("fid", "precision", "recall", "density", "coverage")]).all()
         assert r["n_generated"] == cfg.n_synthetic and r["n_reference"] == cfg.n_reference
         assert r["feature_space"] == "lenet" and r["num_processes"] == 1
+        assert r["ema_decay_effective"] == cfg.ema_decay and "plain_fid" not in r  # plain sampler: no plain_*
     assert rows[0]["n_train_real"] == cfg.n_real and rows[0]["n_train_synthetic"] == 0
     assert rows[1]["n_train_real"] == 0 and rows[1]["n_train_synthetic"] == cfg.n_synthetic
     for t in range(3):
@@ -76,8 +78,14 @@ def test_every_regime_runs_three_generations(micro, tmp_path, regime):
     real = [r["n_train_real"] for r in rows]
     n = cfg.n_synthetic
     expected = {"synthetic-augmentation": ([200, 200, 200], [0, n, n]), "sims": ([200, 200, 200], [0, n, n]),
-                "fresh-data": ([200, 50, 50], [0, n, n]), "accumulate": ([200, 200, 200], [0, n, 2 * n])}[regime]
-    assert (real, synth) == expected
+                "neon": ([200, 200, 200], [0, n, n]), "curated": ([200, 200, 200], [0, n // 2, n // 2]),
+                "fresh-data": ([200, 50, 50], [0, n, n]), "accumulate": ([200, 200, 200], [0, n, 2 * n])}.get(regime)
+    if regime == "accumulate-subsample":  # the fixed budget n_real + n_synthetic, drawn from R_0 and S_0..S_{t-1}
+        assert [a + b for a, b in zip(real, synth)] == [200, 300, 300] and synth[2] > 0
+    else:
+        assert (real, synth) == expected
+    if regime == "curated":
+        assert rows[1]["curation_kept_fraction"] == cfg.curation_keep and sum(rows[1]["curation_kept_histogram"]) == n // 2
     if regime == "sims":
         assert (tmp_path / regime / "gen_002" / "aux_model" / "unet").is_dir()
         assert all(r["sampler"] == "sims" and r["guidance_weight"] == cfg.guidance_weight for r in rows)
@@ -114,3 +122,31 @@ def test_rescore_recomputes_every_row_from_the_samples(finished_run):
         for key in ("fid", "precision", "recall", "density", "coverage", "class_histogram", "train_seconds"):
             assert a[key] == pytest.approx(b[key], rel=1e-6), key
         assert a["feature_id"] == b["feature_id"]
+
+
+def test_ema_decay_is_the_decay_applied(micro, tmp_path):
+    """Two --ema-decay values give different saved weights; the decay applied at the last step is the
+    one configured (diffusers' own (1+s)/(10+s) ramp would give 0.70 after 30 steps, not 0.9)."""
+    from diffusers import UNet2DModel
+    weights = []
+    for decay in (0.5, 0.9):
+        out = tmp_path / f"ema{decay}"
+        run_loop(micro(generations=1, ema_decay=decay), out)
+        row = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+        assert row["ema_decay_effective"] == decay
+        unet = UNet2DModel.from_pretrained(str(out / "gen_000" / "model"), subfolder="unet")
+        weights.append(next(unet.parameters()).detach().clone())
+    assert not np.allclose(weights[0].numpy(), weights[1].numpy())
+
+
+def test_ema_warmup_copies_the_weights_first(micro):
+    from autophagy.training import make_ema
+    import torch
+    cfg = micro(ema_decay=0.99, ema_warmup_steps=5)
+    p = torch.nn.Parameter(torch.zeros(3))
+    ema = make_ema([p], cfg)
+    for step in range(1, 10):
+        p.data.fill_(float(step))
+        ema.step([p])
+        expected = 0.0 if step <= 6 else 0.99  # copies through the warm-up (EMAModel counts update_after_step + 1)
+        assert ema.cur_decay_value == expected, step
