@@ -68,7 +68,8 @@ class RunConfig:
     channels_last: bool = _f(False, "channels_last memory format for the UNet")
     compile: bool = _f(False, "torch.compile the UNet for training (accelerate dynamo_backend=inductor); for GPUs")
     # --- metrics
-    features: str = _f("lenet", "feature space of the metrics: lenet or inception")
+    features: str = _f("auto", "feature space of the metrics: auto (lenet with labels, else autoencoder), lenet, "
+                       "autoencoder or inception")
     k: int = _f(3, "k of the k-NN radii for precision/recall/density/coverage")
     inception_weights: str = _f("", "local inception-2015-12-05.pt (or env AUTOPHAGY_INCEPTION_WEIGHTS)")
 

@@ -6,6 +6,10 @@
   `feature_id` is a hash of its weights. Retrained in another process it may differ in the last bits
   (oneDNN/MKL kernels depend on memory alignment), so the cached file is the reference. Its
   penultimate layer gives the features; its head labels generated images.
+- `autoencoder`: for data without labels, a small convolutional autoencoder trained the same way
+  (once per data set, on the pool only, cached, weight-hash `feature_id`); its bottleneck gives the
+  features. `auto` (the default) takes lenet where the data have labels, else the autoencoder, so any
+  image folder is scored offline; rows record the space actually used in `feature_space`.
 - `inception`: clean-fid's Inception-v3 (torchscript, 2048-d pool features) with clean-fid's clean
   PIL-bicubic resize to 299x299. Offline it takes a local weights file.
 """
@@ -185,6 +189,80 @@ class InceptionFeatures:
         return None  # no classifier head: class statistics are recorded in the lenet space only
 
 
+class AutoEncoder(nn.Module):
+    """conv-conv-fc(feature_dim) encoder and its mirror: a feature network that needs no labels."""
+
+    def __init__(self, channels: int, resolution: int, width: int = 32, feature_dim: int = 128):
+        super().__init__()
+        self.side = resolution // 4
+        self.encoder = nn.Sequential(
+            nn.Conv2d(channels, width, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(),
+            nn.Linear(2 * width * self.side ** 2, feature_dim))
+        self.decoder = nn.Sequential(
+            nn.ReLU(), nn.Linear(feature_dim, 2 * width * self.side ** 2), nn.Unflatten(1, (2 * width, self.side, self.side)),
+            nn.ReLU(), nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(width, channels, 4, stride=2, padding=1), nn.Tanh())
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(x))
+
+
+class AutoEncoderFeatures(LeNetFeatures):
+    name = "autoencoder"
+
+    def classify(self, images: np.ndarray) -> None:
+        return None  # no labels, no class statistics
+
+
+AUTOENCODER_CONFIG = dict(version=1, epochs=10, batch_size=64, learning_rate=1e-3, width=32, feature_dim=128)
+
+
+def train_autoencoder(real: RealData, seed: int = LENET_SEED) -> AutoEncoderFeatures:
+    """The default feature network for data without labels: an autoencoder trained once per data set
+    on the real pool (never on validation or reference images), cached like lenet; features are its
+    bottleneck. `accuracy` holds its held-out reconstruction error (mean squared, images in [-1, 1])."""
+    key = json.dumps({**AUTOENCODER_CONFIG, "data": real.fingerprint(), "shape": list(real.images.shape[1:]),
+                      "seed": seed}, sort_keys=True)
+    path = cache_dir() / "autoencoder" / f"ae-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
+    _, C, H, _ = real.images.shape
+    torch.manual_seed(seed_for(seed, "lenet"))
+    model = AutoEncoder(C, H, AUTOENCODER_CONFIG["width"], AUTOENCODER_CONFIG["feature_dim"])
+    if path.exists():
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(blob["state_dict"])
+        return AutoEncoderFeatures(model, float(blob["accuracy"]), weights_id(model))
+    x = images_to_tensor(real.images[real.pool], "cpu")
+    optimizer = torch.optim.Adam(model.parameters(), lr=AUTOENCODER_CONFIG["learning_rate"])
+    batch = AUTOENCODER_CONFIG["batch_size"]
+    model.train()
+    for epoch in tqdm(range(AUTOENCODER_CONFIG["epochs"]), desc="autoencoder features", leave=False):
+        order = torch.from_numpy(rng_for(seed, "lenet", epoch).permutation(len(x)))
+        for i in range(0, len(x), batch):
+            loss = F.mse_loss(model(x[order[i:i + batch]]), x[order[i:i + batch]])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    held_out = real.validation if len(real.validation) else real.pool[:100]
+    with torch.no_grad():
+        y = images_to_tensor(real.images[held_out], "cpu")
+        error = float(F.mse_loss(model(y), y))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save({"state_dict": model.state_dict(), "accuracy": error}, tmp)
+    tmp.replace(path)
+    return AutoEncoderFeatures(model, error, weights_id(model))
+
+
+def _auto(cfg: RunConfig, real: RealData):
+    """lenet where the data have labels, else the autoencoder: both offline, both trained on the pool."""
+    return train_lenet(real) if real.labels is not None else train_autoencoder(real)
+
+
 def _lenet(cfg: RunConfig, real: RealData):
     return train_lenet(real)
 
@@ -193,7 +271,8 @@ def _inception(cfg: RunConfig, real: RealData):
     return InceptionFeatures(inception_weights_path(cfg), "cuda" if torch.cuda.is_available() else "cpu")
 
 
-FEATURE_SPACES = {"lenet": _lenet, "inception": _inception}
+FEATURE_SPACES = {"auto": _auto, "lenet": _lenet, "autoencoder": lambda cfg, real: train_autoencoder(real),
+                  "inception": _inception}
 
 
 def build_extractor(cfg: RunConfig, real: RealData):

@@ -67,7 +67,8 @@ def load_data_for(cfg: RunConfig) -> RealData:
     real = load_real_data(cfg.data, cfg.resolution, cfg.n_reference, cfg.n_validation, cfg.skip_unreadable)
     check_pool(cfg, len(real.images))
     if cfg.features == "lenet" and real.labels is None:
-        raise ConfigError(f"--features: 'lenet' needs class labels and {cfg.data!r} has none; use --features inception")
+        raise ConfigError(f"--features: 'lenet' needs class labels and {cfg.data!r} has none; use --features auto "
+                          f"(an autoencoder trained on the pool, offline) or inception")
     if cfg.class_conditional and real.labels is None:
         raise ConfigError(f"--sampling-bias: {cfg.sampling_bias} needs class labels and {cfg.data!r} has none; "
                           f"use --sampling-bias 1")
@@ -167,8 +168,8 @@ class _Loop:
                    "n_reference": len(cached), "n_generated": n, **scorer.score(real.images[baseline], cfg.seed),
                    # held-out real images against R_0: what memorization reads for images that copy nothing
                    "memorization": memorization(real.images[held_out], real.images[self.draws.draw(0)])}
-            if getattr(extractor, "accuracy", None) is not None:
-                row["lenet_accuracy"] = extractor.accuracy
+            if getattr(extractor, "accuracy", None) is not None:  # held-out quality of the feature network
+                row[{"lenet": "lenet_accuracy"}.get(extractor.name, f"{extractor.name}_heldout_mse")] = extractor.accuracy
             atomic_write_text(rd.baseline_path, json.dumps(row) + "\n")
         return scorer
 

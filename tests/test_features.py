@@ -72,3 +72,27 @@ def test_lenet_does_not_depend_on_the_run_seed(micro, tmp_path):
         run_loop(micro(generations=1, seed=seed), out)
         ids.add(json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["feature_id"])
     assert len(ids) == 1
+
+
+def test_unlabeled_images_are_scored_offline_by_default(micro, tmp_path):
+    """An image folder without class folders: `auto` picks the autoencoder trained on the pool, recorded in
+    the rows; `--features lenet` still refuses with one clear line."""
+    import json
+
+    from PIL import Image
+
+    from loops.orchestrator import run_loop
+    real = load_real_data("mnist", 8, 0)
+    folder = tmp_path / "unlabeled"
+    folder.mkdir()
+    for i in range(700):
+        Image.fromarray(real.images[i, 0]).save(folder / f"{i:04d}.png")
+    out = tmp_path / "run"
+    run_loop(micro(generations=1, data=str(folder), n_validation=50), out)
+    row = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["feature_space"] == "autoencoder" and len(row["feature_id"]) == 16
+    assert "classes_covered" not in row and row["fid"] > 0
+    baseline = json.loads((out / "baseline.json").read_text())
+    assert baseline["feature_space"] == "autoencoder" and baseline["autoencoder_heldout_mse"] < 0.5
+    with pytest.raises(ConfigError, match="'lenet' needs class labels"):
+        run_loop(micro(generations=1, data=str(folder), n_validation=50, features="lenet"), tmp_path / "run2")
