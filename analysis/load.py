@@ -37,13 +37,14 @@ def load_runs(paths) -> pd.DataFrame:
             continue
         df = pd.DataFrame(rows)
         df.insert(0, "run", path.name)
+        df["run_order"] = len(frames)  # experiments keep the order the runs were given in
         df["run_dir"] = str(path)
         for key, value in _config(path).items():
             df[key] = value
         frames.append(df)
     if not frames:
         raise ValueError("no finished generation in any of the run folders")
-    return pd.concat(frames, ignore_index=True).sort_values(["regime", "seed", "generation"], ignore_index=True)
+    return pd.concat(frames, ignore_index=True).sort_values(["run_order", "generation"], ignore_index=True)
 
 
 def load_baselines(paths) -> pd.DataFrame:

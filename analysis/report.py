@@ -27,8 +27,9 @@ def comparison_table(df: pd.DataFrame, metrics=METRICS) -> pd.DataFrame:
     key = "experiment" if "experiment" in df.columns else "regime"
     for regime, group in df.groupby(key, sort=False):
         last = group["generation"].max()
-        per_seed = group.pivot_table(index="seed", columns="generation", values=[m for m in metrics if m in group])
-        for metric in [m for m in metrics if m in group]:
+        present = [m for m in metrics if m in group and group.loc[group["generation"] == last, m].notna().any()]
+        per_seed = group.pivot_table(index="seed", columns="generation", values=present)
+        for metric in present:
             first_values = per_seed[(metric, 0)] if (metric, 0) in per_seed else pd.Series(dtype=float)
             last_values = per_seed[(metric, last)]
             ratio = last_values / first_values.replace(0, np.nan)
@@ -54,8 +55,9 @@ def per_seed(df: pd.DataFrame, experiment: str, metric: str) -> pd.DataFrame:
     """{seed: (first, last, ratio)} of one experiment and metric."""
     group = df[df["experiment"] == experiment]
     last = group["generation"].max()
-    wide = group.pivot_table(index="seed", columns="generation", values=metric)
-    first, final = wide.get(0, pd.Series(np.nan, index=wide.index)), wide[last]
+    wide = group.pivot_table(index="seed", columns="generation", values=metric, dropna=False)
+    first = wide[0] if 0 in wide.columns else pd.Series(np.nan, index=wide.index)
+    final = wide[last] if last in wide.columns else pd.Series(np.nan, index=wide.index)
     return pd.DataFrame({"first": first, "last": final, "ratio": final / first.replace(0, np.nan)})
 
 
@@ -85,6 +87,8 @@ def versus_table(df: pd.DataFrame, baseline: str | None = None, metrics=METRICS)
         if base == experiment:
             continue
         for metric in [m for m in metrics if m in df.columns]:
+            if df.loc[df["experiment"].isin([experiment, base]), metric].isna().all():
+                continue
             a, b = per_seed(df, experiment, metric), per_seed(df, base, metric)
             for quantity in ("last", "ratio"):
                 rows.append({"experiment": experiment, "baseline": base, "metric": metric, "quantity": quantity,
@@ -100,7 +104,7 @@ def table_markdown(table: pd.DataFrame) -> str:
         return (f"{r.gen0_mean:.3g}±{r.gen0_std:.2g} → {r.last_mean:.3g}±{r.last_std:.2g} "
                 f"(×{r.ratio_mean:.2f}{interval})")
     key = "experiment" if "experiment" in table.columns else "regime"
-    wide = table.assign(cell=table.apply(cell, axis=1)).pivot(index=key, columns="metric", values="cell")
+    wide = table.assign(cell=table.apply(cell, axis=1)).pivot(index=key, columns="metric", values="cell").fillna("–")
     wide = wide.reindex(list(dict.fromkeys(table[key])))[[m for m in METRICS if m in wide.columns]]
     header = f"| {key} | " + " | ".join(wide.columns) + " |\n|---|" + "---|" * len(wide.columns) + "\n"
     body = "".join(f"| {regime} | " + " | ".join(row) + " |\n" for regime, row in wide.iterrows())
