@@ -97,6 +97,24 @@ def versus_table(df: pd.DataFrame, baseline: str | None = None, metrics=METRICS)
     return pd.DataFrame(rows)
 
 
+def cost_table(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:
+    """Per experiment: mean compute per generation (images through the optimiser, network evaluations x
+    images sampled) and each relative to its baseline (a mitigation's unmitigated control by default)."""
+    if "cost_train_images" not in df.columns:
+        return pd.DataFrame()
+    experiments = list(dict.fromkeys(df["experiment"]))
+    means = df.groupby("experiment")[["cost_train_images", "cost_sample_nfe"]].mean()
+    rows = []
+    for experiment in experiments:
+        base = baseline or control_of(df, experiment) or experiment
+        rows.append({"experiment": experiment, "baseline": base,
+                     "train_images_per_generation": means.loc[experiment, "cost_train_images"],
+                     "sample_nfe_per_generation": means.loc[experiment, "cost_sample_nfe"],
+                     "train_relative": means.loc[experiment, "cost_train_images"] / means.loc[base, "cost_train_images"],
+                     "sample_relative": means.loc[experiment, "cost_sample_nfe"] / means.loc[base, "cost_sample_nfe"]})
+    return pd.DataFrame(rows)
+
+
 def table_markdown(table: pd.DataFrame) -> str:
     """One row per regime, one column per metric: 'gen0 → last (×ratio [95 % interval])', mean ± std over seeds."""
     def cell(r):
@@ -153,6 +171,13 @@ def write_report(run_dirs, out, baseline: str | None = None) -> Path:
         text += "\nSeeds left out (they did not reach the last generation): " + "; ".join(
             f"{e}: {', '.join(map(str, s))}" for e, s in missing.items()) + ".\n"
     text += versus_markdown(versus)
+    costs = cost_table(df, baseline)
+    if len(costs):
+        costs.to_csv(out / "costs.csv", index=False)
+        text += ("\n## Compute per generation, relative to the baseline\n\n| experiment | baseline | training images "
+                 "| × | sampling NFE × images | × |\n|---|---|---|---|---|---|\n" + "".join(
+                     f"| {r.experiment} | {r.baseline} | {r.train_images_per_generation:,.0f} | {r.train_relative:.2f} "
+                     f"| {r.sample_nfe_per_generation:,.0f} | {r.sample_relative:.2f} |\n" for r in costs.itertuples()))
     if len(baselines):
         floor = ", ".join(f"{m} {baselines[m].mean():.3g}" for m in METRICS if m in baselines)
         text += f"\nReal vs real (training pool vs reference): {floor}.\n"

@@ -118,6 +118,7 @@ PREDICTION_TYPES = ("epsilon", "v_prediction")
 MIXED_PRECISION = ("no", "bf16", "fp16")
 SAMPLING_DTYPES = ("auto", "bfloat16", "float32")
 EVALUATION_SPLITS = ("reference", "validation")
+FEATURE_SPACE_NAMES = ("auto", "lenet", "autoencoder", "inception")  # autophagy.features.FEATURE_SPACES
 
 
 def make_config(preset: str = "cpu", **overrides) -> RunConfig:
@@ -132,8 +133,6 @@ def make_config(preset: str = "cpu", **overrides) -> RunConfig:
 def validate(cfg: RunConfig) -> RunConfig:
     """Every fail-fast that needs no data: one ConfigError naming field, value and what is allowed.
     The regime is checked by loops.regimes.validate_run (the engine knows nothing about loops)."""
-    from autophagy.features import FEATURE_SPACES
-
     def choose(name, value, allowed):
         if value not in allowed:
             raise ConfigError(f"--{name.replace('_', '-')}: {value!r} is not allowed; choose one of {', '.join(allowed)}")
@@ -143,7 +142,7 @@ def validate(cfg: RunConfig) -> RunConfig:
             raise ConfigError(f"--{name.replace('_', '-')}: {value!r} is not allowed; it must be an integer >= {low}")
 
     choose("preset", cfg.preset, list(PRESETS))
-    choose("features", cfg.features, list(FEATURE_SPACES))
+    choose("features", cfg.features, FEATURE_SPACE_NAMES)
     choose("init", cfg.init, INITS)
     choose("prediction_type", cfg.prediction_type, PREDICTION_TYPES)
     choose("mixed_precision", cfg.mixed_precision, MIXED_PRECISION)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from autophagy.config import ConfigError, cache_dir
+from autophagy.rundir import atomic_save_npz
 from autophagy.seeding import rng_for
 
 NO_LABEL = -1
@@ -158,10 +158,7 @@ def load_arrays(source: str, resolution: int, skip_unreadable: bool = False):
             return z["images"], z["labels"], int(z["num_classes"])
     images, labels, num_classes = to_arrays(load_image_dataset(source), resolution)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.savez(f, images=images, labels=labels, num_classes=num_classes)
-    os.replace(tmp, path)
+    atomic_save_npz(path, images=images, labels=labels, num_classes=num_classes)
     return images, labels, num_classes
 
 

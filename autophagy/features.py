@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -28,6 +29,7 @@ from tqdm.auto import tqdm
 
 from autophagy.config import ConfigError, RunConfig, cache_dir
 from autophagy.data import RealData
+from autophagy.rundir import atomic_write_bytes
 from autophagy.seeding import rng_for, seed_for
 from autophagy.training import images_to_tensor
 
@@ -92,6 +94,14 @@ def weights_id(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+def _save_network(path: Path, model: nn.Module, quality: float) -> None:
+    """A trained feature network into the cache, atomically (the run folder's one atomic writer)."""
+    buffer = io.BytesIO()
+    torch.save({"state_dict": model.state_dict(), "accuracy": quality}, buffer)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
 def _lenet_cache_path(real: RealData, seed: int) -> Path:
     key = json.dumps({**LENET_CONFIG, "data": real.fingerprint(), "shape": list(real.images.shape[1:]),
                       "classes": real.num_classes, "seed": seed}, sort_keys=True)
@@ -133,10 +143,7 @@ def train_lenet(real: RealData, seed: int = LENET_SEED) -> LeNetFeatures:
     extractor = LeNetFeatures(model, 0.0, weights_id(model))
     predicted = extractor.classify(real.images[held_out])
     extractor.accuracy = float((predicted == real.labels[held_out]).mean())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"state_dict": model.state_dict(), "accuracy": extractor.accuracy}, tmp)
-    tmp.replace(path)
+    _save_network(path, model, extractor.accuracy)
     print(f"lenet feature extractor trained: held-out accuracy {extractor.accuracy:.3f} (cached at {path})")
     return extractor
 
@@ -251,10 +258,7 @@ def train_autoencoder(real: RealData, seed: int = LENET_SEED) -> AutoEncoderFeat
     with torch.no_grad():
         y = images_to_tensor(real.images[held_out], "cpu")
         error = float(F.mse_loss(model(y), y))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"state_dict": model.state_dict(), "accuracy": error}, tmp)
-    tmp.replace(path)
+    _save_network(path, model, error)
     return AutoEncoderFeatures(model, error, weights_id(model))
 
 
@@ -271,6 +275,7 @@ def _inception(cfg: RunConfig, real: RealData):
     return InceptionFeatures(inception_weights_path(cfg), "cuda" if torch.cuda.is_available() else "cpu")
 
 
+# the names are listed in autophagy.config.FEATURE_SPACE_NAMES, so validation needs no heavy import
 FEATURE_SPACES = {"auto": _auto, "lenet": _lenet, "autoencoder": lambda cfg, real: train_autoencoder(real),
                   "inception": _inception}
 

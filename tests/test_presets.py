@@ -24,3 +24,14 @@ def test_cifar10_preset_builds_a_paper_size_unet(capsys):
 
 def test_cpu_preset_is_the_default():
     assert make_config().preset == "cpu" and make_config() == make_config("cpu")
+
+
+def test_feature_space_names_match_the_registry_and_validation_imports_nothing_heavy():
+    import subprocess
+    import sys
+
+    from autophagy.config import FEATURE_SPACE_NAMES
+    from autophagy.features import FEATURE_SPACES
+    assert tuple(FEATURE_SPACES) == FEATURE_SPACE_NAMES
+    code = "import sys, autophagy.config as c; c.validate(c.make_config()); assert 'diffusers' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
