@@ -67,6 +67,8 @@ class RunConfig:
                              "device computes bf16 natively, else float32), bfloat16 or float32")
     channels_last: bool = _f(False, "channels_last memory format for the UNet")
     compile: bool = _f(False, "torch.compile the UNet for training (accelerate dynamo_backend=inductor); for GPUs")
+    log_with: str = _f("none", "tracker for per-generation metrics and sample grids: none, tensorboard, wandb or mlflow "
+                       "(accelerate's trackers; tensorboard writes into the run folder's logs/)")
     # --- metrics
     features: str = _f("auto", "feature space of the metrics: auto (lenet with labels, else autoencoder), lenet, "
                        "autoencoder or inception")
@@ -118,6 +120,7 @@ PREDICTION_TYPES = ("epsilon", "v_prediction")
 MIXED_PRECISION = ("no", "bf16", "fp16")
 SAMPLING_DTYPES = ("auto", "bfloat16", "float32")
 EVALUATION_SPLITS = ("reference", "validation")
+TRACKERS = ("none", "tensorboard", "wandb", "mlflow")
 FEATURE_SPACE_NAMES = ("auto", "lenet", "autoencoder", "inception")  # autophagy.features.FEATURE_SPACES
 
 
@@ -148,6 +151,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     choose("mixed_precision", cfg.mixed_precision, MIXED_PRECISION)
     choose("sampling_dtype", cfg.sampling_dtype, SAMPLING_DTYPES)
     choose("evaluate_on", cfg.evaluate_on, EVALUATION_SPLITS)
+    choose("log_with", cfg.log_with, TRACKERS)
     for name in ("generations", "n_real", "n_synthetic", "n_reference", "train_steps", "batch_size",
                  "ddim_steps", "sample_batch_size", "k", "resolution", "layers_per_block", "n_aux", "aux_train_steps"):
         at_least(name, getattr(cfg, name), 1)

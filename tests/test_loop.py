@@ -150,3 +150,19 @@ def test_ema_warmup_copies_the_weights_first(micro):
         ema.step([p])
         expected = 0.0 if step <= 6 else 0.99  # copies through the warm-up (EMAModel counts update_after_step + 1)
         assert ema.cur_decay_value == expected, step
+
+
+def test_tensorboard_tracker_gets_every_generation(micro, tmp_path):
+    """--log-with tensorboard: each generation's metrics and its sample grid, through accelerate's tracker."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    out = tmp_path / "tracked"
+    run_loop(micro(generations=2, log_with="tensorboard"), out)
+    events = list((out / "logs").rglob("events.out.tfevents.*"))
+    assert events
+    acc = EventAccumulator(str(events[0].parent), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("fid")] == [0, 1]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert acc.Scalars("fid")[1].value == pytest.approx(rows[1]["fid"], rel=1e-5)
+    assert [e.step for e in acc.Images("samples")] == [0, 1]
