@@ -79,7 +79,9 @@ def paired_difference(a: pd.Series, b: pd.Series, level: float = 0.95) -> dict:
 def versus_table(df: pd.DataFrame, baseline: str | None = None, metrics=METRICS) -> pd.DataFrame:
     """Every experiment against its baseline on shared seeds: one row per pair, metric and quantity
     (value at the last generation, ratio last/first). Baseline: `baseline` when given, else each
-    mitigation's unmitigated control when the runs hold one, else the first experiment."""
+    mitigation's unmitigated control when the runs hold one, else the first experiment. A guided
+    experiment's plain_* (its models' own unguided samples) is paired with an unguided baseline's
+    metric itself, since that baseline's samples are plain draws: model health against model health."""
     experiments = list(dict.fromkeys(df["experiment"]))
     rows = []
     for experiment in experiments:
@@ -87,11 +89,16 @@ def versus_table(df: pd.DataFrame, baseline: str | None = None, metrics=METRICS)
         if base == experiment:
             continue
         for metric in [m for m in metrics if m in df.columns]:
-            if df.loc[df["experiment"].isin([experiment, base]), metric].isna().all():
+            base_metric = metric
+            if metric.startswith("plain_") and df.loc[df["experiment"] == base, metric].isna().all():
+                base_metric = metric.removeprefix("plain_")  # an unguided baseline's own samples are plain draws
+            if df.loc[df["experiment"] == experiment, metric].isna().all() or base_metric not in df.columns \
+                    or df.loc[df["experiment"] == base, base_metric].isna().all():
                 continue
-            a, b = per_seed(df, experiment, metric), per_seed(df, base, metric)
+            a, b = per_seed(df, experiment, metric), per_seed(df, base, base_metric)
             for quantity in ("last", "ratio"):
                 rows.append({"experiment": experiment, "baseline": base, "metric": metric, "quantity": quantity,
+                             "baseline_metric": base_metric,
                              "experiment_mean": a[quantity].mean(), "baseline_mean": b[quantity].mean(),
                              **paired_difference(a[quantity], b[quantity])})
     return pd.DataFrame(rows)

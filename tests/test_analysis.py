@@ -40,7 +40,8 @@ def _run(folder, seed, rows, **cfg):
     config = {"regime": "sims", "sampler": "", "guidance_weight": 2.0, "k": 3, "features": "lenet", "seed": seed,
               "generations": len(rows), **cfg}
     (folder / "config.json").write_text(json.dumps(config))
-    base = {"regime": config["regime"], "sampler": config["sampler"] or config["regime"], "seed": seed, "k": config["k"],
+    own = {"sims": "sims", "neon": "neon"}.get(config["regime"], "plain")
+    base = {"regime": config["regime"], "sampler": config["sampler"] or own, "seed": seed, "k": config["k"],
             "feature_space": "lenet", "feature_id": "abc", "n_reference": 100, "evaluated_on": "reference"}
     (folder / "metrics.jsonl").write_text("".join(json.dumps({**base, "generation": g, "fid": v, "recall": 0.5}) + "\n"
                                                   for g, v in enumerate(rows)))
@@ -96,3 +97,24 @@ def test_report_cli_refuses_mixed_instruments_with_exit_2(tmp_path):
     b = _run(tmp_path / "b", 0, [5.0, 6.0], k=5)
     code, _, err = run_cli("report", a, b, "--out", tmp_path / "rep")
     assert code == 2 and "k (k)" in err and err.count("\n") == 1
+
+
+def test_model_health_is_paired_with_the_unguided_controls_own_samples(tmp_path):
+    import json
+
+    from analysis.experiments import label_experiments
+    from analysis.load import load_runs
+    from analysis.report import versus_table
+    runs = []
+    for seed, (control, health) in enumerate([(20.0, 15.0), (22.0, 20.0)]):
+        runs.append(_run(tmp_path / f"c-s{seed}", seed, [5.0, control], regime="synthetic-augmentation"))
+        guided = _run(tmp_path / f"s-s{seed}", seed, [5.0, 9.0])
+        rows = [json.loads(line) for line in (guided / "metrics.jsonl").read_text().splitlines()]
+        (guided / "metrics.jsonl").write_text("".join(json.dumps({**r, "plain_fid": [5.0, health][r["generation"]]}) + "\n"
+                                                      for r in rows))
+        runs.append(guided)
+    df = label_experiments(load_runs(runs))
+    versus = versus_table(df, metrics=("fid", "plain_fid"))
+    row = versus[(versus.metric == "plain_fid") & (versus.quantity == "last")].iloc[0]
+    assert row.experiment == "sims" and row.baseline == "synthetic-augmentation" and row.baseline_metric == "fid"
+    assert row.mean_difference == ((15 - 20) + (20 - 22)) / 2
