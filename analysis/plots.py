@@ -9,8 +9,8 @@ from analysis.load import METRICS, load_samples
 
 BOUNDS = {"precision": (0, 1), "recall": (0, 1), "coverage": (0, 1), "density": (0, None), "fid": (0, None),
           "classes_covered": (0, None)}  # a ± std band is clipped to the range the metric can take
-LABELS = {"fid": "FID ↓", "kid": "KID ↓", "memorization": "memorization ↓", "plain_fid": "plain FID (model health) ↓",
-          "plain_recall": "plain recall ↑", "plain_coverage": "plain coverage ↑", "precision": "precision ↑", "recall": "recall ↑", "density": "density",
+LABELS = {"fid": "FID ↓", "kid": "KID ↓", "memorization": "memorization ↓", "plain_fid": "FID of θ_t's unguided samples ↓",
+          "plain_recall": "recall, unguided samples ↑", "plain_coverage": "coverage, unguided samples ↑", "precision": "precision ↑", "recall": "recall ↑", "density": "density",
           "coverage": "coverage ↑", "classes_covered": "classes covered ↑"}
 
 
@@ -24,12 +24,17 @@ def plot_curves(df: pd.DataFrame, baselines: pd.DataFrame | None = None, metrics
     nrows = int(np.ceil(len(metrics) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)
     n_seeds = df.groupby(key)["seed"].nunique()
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = {e: cycle[i % len(cycle)] for i, e in enumerate(dict.fromkeys(df[key]))}  # one colour per experiment
     for ax, metric in zip(axes.flat, metrics):
         for regime, group in df.groupby(key, sort=False):
-            stats = group.groupby("generation")[metric].agg(["mean", "std"])
+            column = metric
+            if metric.startswith("plain_") and group[metric].isna().all() and (group.get("sampler") == "plain").all():
+                column = metric.removeprefix("plain_")  # an unguided loop's own samples are plain draws of θ_t
+            stats = group.groupby("generation")[column].agg(["mean", "std"])
             if stats["mean"].isna().all():
                 continue
-            line, = ax.plot(stats.index, stats["mean"], marker="o", ms=3, label=regime)
+            line, = ax.plot(stats.index, stats["mean"], marker="o", ms=3, label=regime, color=colours[regime])
             if n_seeds[regime] >= 2:
                 low, high = BOUNDS.get(metric, (None, None))
                 band = (stats["mean"] - stats["std"]).clip(lower=low), (stats["mean"] + stats["std"]).clip(upper=high)
@@ -42,7 +47,12 @@ def plot_curves(df: pd.DataFrame, baselines: pd.DataFrame | None = None, metrics
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
+    handles, labels = [], []
+    for ax in axes.flat:  # every experiment once, whichever panel drew it
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels:
+                handles.append(h)
+                labels.append(label)
     seeds_text = f"{n_seeds.min()}" if n_seeds.min() == n_seeds.max() else f"{n_seeds.min()}–{n_seeds.max()}"
     band_text = "; band: ± 1 std across seeds" if n_seeds.max() >= 2 else " (one seed: no band)"
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), frameon=False,
