@@ -162,6 +162,7 @@ class _Loop:
         self.device = state.device
         self.sampling_dtype = resolve_sampling_dtype(cfg.sampling_dtype, self.device.type)
         self._scorer_cache = None
+        self._verifier_cache = None
         self.tracker = Tracker(cfg, rd)
 
     def verifier(self, images: np.ndarray):
@@ -169,7 +170,9 @@ class _Loop:
         if self.real.labels is None:
             raise ConfigError(f"--regime: {self.cfg.regime!r} needs a verifier, which needs class labels; "
                               f"{self.cfg.data!r} has none")
-        return train_lenet(self.real).confidence(images)
+        if self._verifier_cache is None:  # loaded from the cache once per run, not once per generation
+            self._verifier_cache = train_lenet(self.real)
+        return self._verifier_cache.confidence(images)
 
     @property
     def scorer(self) -> "Scorer":
@@ -279,11 +282,12 @@ class Generation:
         Returns it and the work it cost (train_images, sample_nfe, seconds) for the SamplerSetup."""
         cfg, start = self.cfg, time.perf_counter()
         images, labels = None, None
+        plain = self.denoiser(base)
         if not self.rd.aux_model_dir(self.t).exists():
-            images, labels = self.draw(self.denoiser(base), cfg.n_aux, AUX, self.work / "aux_chunks")
+            images, labels = self.draw(plain, cfg.n_aux, AUX, self.work / "aux_chunks")
         aux, stats = self._trained(self.rd.aux_model_dir(self.t), lambda: copy.deepcopy(base), images, labels,
                                    cfg.aux_train_steps, AUX, "aux")
-        nfe = cfg.n_aux * cfg.ddim_steps * self.denoiser(base).networks_per_step
+        nfe = cfg.n_aux * cfg.ddim_steps * plain.networks_per_step
         train_images = stats.get("train_images", cfg.aux_train_steps * cfg.batch_size)
         return aux, {"train_images": train_images, "sample_nfe": nfe, "seconds": time.perf_counter() - start}
 
