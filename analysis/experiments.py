@@ -20,6 +20,12 @@ SHORT = {"guidance_weight": "ω", "neon_weight": "w", "sampling_bias": "λ", "cu
 MITIGATION_FIELDS = ("guidance_weight", "neon_weight", "n_aux", "aux_train_steps", "curation_keep")
 MITIGATED_REGIMES = {"sims": "synthetic-augmentation", "neon": "synthetic-augmentation",
                      "curated": "synthetic-augmentation"}
+# a field a run does not use stays out of its label (synthetic-augmentation, not `synthetic-augmentation ω=2`)
+USED_BY = {"guidance_weight": lambda r: r.get("cfg_sampler") == "sims",
+           "neon_weight": lambda r: r.get("cfg_sampler") == "neon",
+           "n_aux": lambda r: r.get("cfg_sampler") in ("sims", "neon"),
+           "aux_train_steps": lambda r: r.get("cfg_sampler") in ("sims", "neon"),
+           "curation_keep": lambda r: r.get("cfg_regime") == "curated"}
 
 
 class ReportError(ValueError):
@@ -48,20 +54,27 @@ def label_experiments(df: pd.DataFrame) -> pd.DataFrame:
     varying = [c for c in cols if keys[c].nunique() > 1]
     irrelevant = {"cfg_sampler"} if "cfg_regime" in varying else set()
 
-    def label(row) -> str:
+    def label(row, short=True) -> str:
         parts = []
         for c in varying:
             name, value = c[4:], row[c]
             if name == "regime":
                 parts.insert(0, str(value))
+            elif short and name in USED_BY and not USED_BY[name](row):
+                continue
             elif name == "sampler" and c in irrelevant and value in (row.get("cfg_regime"), "plain", "sims", "neon") \
                     and value == _own_sampler(row.get("cfg_regime")):
                 continue
             else:
                 parts.append(f"{SHORT.get(name, name)}={value}")
         return " ".join(parts) or str(row.get("cfg_regime", "run"))
-    df["experiment"] = df[cols].apply(label, axis=1) if len(df) else []
-    return df
+    if not len(df):
+        df["experiment"] = []
+        return df
+    keys["experiment"] = keys.apply(label, axis=1)
+    clash = keys["experiment"].duplicated(keep=False)  # two experiments may never share a label
+    keys.loc[clash, "experiment"] = keys[clash].apply(lambda row: label(row, short=False), axis=1)
+    return df.merge(keys, on=cols, how="left")
 
 
 def _own_sampler(regime) -> str:
@@ -77,11 +90,14 @@ def check_instruments(df: pd.DataFrame) -> None:
                               f"takes {values}; report them separately")
 
 
-def complete_seeds(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    """Only seeds that reached the last generation of their experiment; {experiment: [missing seeds]}."""
+def complete_seeds(df: pd.DataFrame, generation: int | None = None) -> tuple[pd.DataFrame, dict]:
+    """Only seeds that reached the last generation of their experiment (or `generation`, for every
+    experiment, cutting later rows); {experiment: [missing seeds]}."""
     kept, missing = [], {}
     last = df.groupby("experiment")["cfg_generations"].max() - 1 if "cfg_generations" in df else \
         df.groupby("experiment")["generation"].max()
+    if generation is not None:
+        last[:] = generation
     for experiment, group in df.groupby("experiment", sort=False):
         reached = group.groupby("seed")["generation"].max()
         full = reached[reached >= last[experiment]].index

@@ -83,6 +83,7 @@ def versus_table(df: pd.DataFrame, baseline: str | None = None, metrics=METRICS)
     experiment's plain_* (its models' own unguided samples) is paired with an unguided baseline's
     metric itself, since that baseline's samples are plain draws: model health against model health."""
     experiments = list(dict.fromkeys(df["experiment"]))
+    ends = df.groupby("experiment")["generation"].max()
     rows = []
     for experiment in experiments:
         base = baseline or control_of(df, experiment) or experiments[0]
@@ -98,7 +99,8 @@ def versus_table(df: pd.DataFrame, baseline: str | None = None, metrics=METRICS)
             a, b = per_seed(df, experiment, metric), per_seed(df, base, base_metric)
             for quantity in ("last", "ratio"):
                 rows.append({"experiment": experiment, "baseline": base, "metric": metric, "quantity": quantity,
-                             "baseline_metric": base_metric,
+                             "baseline_metric": base_metric, "generation": ends[experiment],
+                             "baseline_generation": ends[base],
                              "experiment_mean": a[quantity].mean(), "baseline_mean": b[quantity].mean(),
                              **paired_difference(a[quantity], b[quantity])})
     return pd.DataFrame(rows)
@@ -150,15 +152,18 @@ def versus_markdown(versus: pd.DataFrame, metrics=("fid", "recall", "coverage", 
     return text
 
 
-def write_report(run_dirs, out, baseline: str | None = None) -> Path:
-    """comparison.csv/.md, versus.csv, curves.png and samples.png of the run folders into `out`."""
+def write_report(run_dirs, out, baseline: str | None = None, generation: int | None = None) -> Path:
+    """comparison.csv/.md, versus.csv, curves.png and samples.png of the run folders into `out`; with
+    `generation`, every experiment is reported at that generation (later ones are left out), so runs
+    extended to more generations can still be compared with shorter ones."""
     out = Path(out)
     df = label_experiments(load_runs(run_dirs))
     check_instruments(df)
-    df, missing = complete_seeds(df)
+    df, missing = complete_seeds(df, generation)
     if not len(df):
         from analysis.experiments import ReportError
-        raise ReportError("report: no experiment has a seed that reached its last generation")
+        raise ReportError("report: no experiment has a seed that reached "
+                          + ("its last generation" if generation is None else f"generation {generation}"))
     if baseline is not None and baseline not in set(df["experiment"]):
         from analysis.experiments import ReportError
         raise ReportError(f"--baseline: {baseline!r} is not an experiment; choose one of "
@@ -175,8 +180,14 @@ def write_report(run_dirs, out, baseline: str | None = None) -> Path:
             f"{df['feature_space'].iloc[0]} features, k = {df['k'].iloc[0]}.\n\n"
             + table_markdown(table))
     if missing:
-        text += "\nSeeds left out (they did not reach the last generation): " + "; ".join(
+        reached = "the last generation" if generation is None else f"generation {generation}"
+        text += f"\nSeeds left out (they did not reach {reached}): " + "; ".join(
             f"{e}: {', '.join(map(str, s))}" for e, s in missing.items()) + ".\n"
+    ends = df.groupby("experiment", sort=False)["generation"].max()
+    if ends.nunique() > 1:
+        text += ("\nThe experiments end at different generations (" + ", ".join(f"{e}: {g}" for e, g in ends.items())
+                 + "), and the tables compare each at its own last one; `autophagy report --generation G` compares "
+                 "them all at generation G.\n")
     text += versus_markdown(versus)
     costs = cost_table(df, baseline)
     if len(costs):

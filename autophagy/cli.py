@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="write the comparison report of existing run folders")
     report.add_argument("runs", nargs="+", type=Path, help="run folders")
     report.add_argument("--out", type=Path, help="report folder (default: report/ beside the first run)")
+    report.add_argument("--generation", type=int, help="report every experiment at this generation (default: "
+                                                        "each experiment's last)")
     report.add_argument("--baseline", help="experiment every other is paired against (default: each mitigation's "
                                            "unmitigated control, else the first experiment)")
     return parser
@@ -246,9 +248,11 @@ def _dispatch(args) -> int:
         for path in args.runs:
             if not (path / "metrics.jsonl").is_file():
                 raise ConfigError(f"report: {str(path)!r} is not a run folder (no metrics.jsonl)")
+        if args.generation is not None and args.generation < 0:
+            raise ConfigError(f"--generation: {args.generation} is not allowed; it must be an integer >= 0")
         out = args.out or args.runs[0].parent / "report"
         _check_out(out)
-        print(f"report: {write_report(args.runs, out, args.baseline)}")
+        print(f"report: {write_report(args.runs, out, args.baseline, args.generation)}")
         return 0
     raise AssertionError(args.command)
 

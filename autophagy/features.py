@@ -113,7 +113,7 @@ def train_lenet(real: RealData, seed: int = LENET_SEED) -> LeNetFeatures:
     measured on the validation split (or, without one, on a tenth of the pool held out from training)."""
     if real.labels is None:
         raise ConfigError("--features: 'lenet' needs a labelled dataset and this one has no labels; "
-                          "use --features inception")
+                          "use --features auto (an autoencoder trained on the pool, offline) or inception")
     path = _lenet_cache_path(real, seed)
     _, C, H, _ = real.images.shape
     torch.manual_seed(seed_for(seed, "lenet"))  # initial weights derive from the seed

@@ -119,8 +119,8 @@ def run_sweep(runs: list[tuple[str, RunConfig]], out: Path | str, workers: int =
             "address": address or "", "workers": workers, "runs": [name for name, _ in runs]}, indent=2) + "\n")
     executor = _Executor(workers, address)
     owners: dict[str, tuple[str, RunConfig]] = {}
-    for name, cfg in runs:
-        owners.setdefault(generation_zero_key(cfg), (name, cfg))
+    for name, cfg in sorted(runs, key=lambda run: not RunDir(out / run[0]).is_done(0)):
+        owners.setdefault(generation_zero_key(cfg), (name, cfg))  # a run that already has it owns the key
     # phase 1: generation 0 once per key
     first = [(dataclasses.replace(cfg, generations=1), out / name) for name, cfg in owners.values()
              if not RunDir(out / name).is_done(0)]

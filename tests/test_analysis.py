@@ -118,3 +118,39 @@ def test_model_health_is_paired_with_the_unguided_controls_own_samples(tmp_path)
     row = versus[(versus.metric == "plain_fid") & (versus.quantity == "last")].iloc[0]
     assert row.experiment == "sims" and row.baseline == "synthetic-augmentation" and row.baseline_metric == "fid"
     assert row.mean_difference == ((15 - 20) + (20 - 22)) / 2
+
+
+def test_report_at_a_generation_compares_a_longer_run_with_a_shorter_one(tmp_path):
+    """ω=1 ran 2 generations, ω=2 was extended to 4: by default each is reported at its own last
+    generation and the report says they differ; `--generation 1` reports both at generation 1."""
+    from analysis.report import write_report
+    from tests.conftest import run_cli
+    short = [_run(tmp_path / f"w1-s{s}", s, [5.0, 8.0 + s], guidance_weight=1.0) for s in (0, 1)]
+    long = [_run(tmp_path / f"w2-s{s}", s, [5.0, 6.0 + s, 30.0, 40.0]) for s in (0, 1)]
+    table = pd.read_csv(write_report(short + long, tmp_path / "all") / "comparison.csv")
+    fid = table[table.metric == "fid"].set_index("experiment")
+    assert fid.loc["ω=2.0", "last_generation"] == 3 and fid.loc["ω=2.0", "last_mean"] == 40.0
+    assert "--generation" in (tmp_path / "all" / "comparison.md").read_text()
+    code, _, err = run_cli("report", *short, *long, "--generation", "1", "--out", tmp_path / "at1")
+    assert code == 0, err
+    fid = pd.read_csv(tmp_path / "at1" / "comparison.csv").query("metric == 'fid'").set_index("experiment")
+    assert (fid["last_generation"] == 1).all() and (fid["n_seeds"] == 2).all()
+    assert fid.loc["ω=2.0", "last_mean"] == 6.5 and fid.loc["ω=1.0", "last_mean"] == 8.5
+    assert "--generation" not in (tmp_path / "at1" / "comparison.md").read_text()
+    versus = pd.read_csv(tmp_path / "at1" / "versus.csv").query("metric == 'fid' and quantity == 'last'")
+    assert versus["mean_difference"].abs().iloc[0] == 2.0
+    code, _, err = run_cli("report", *short, "--generation", "-1", "--out", tmp_path / "bad")
+    assert code == 2 and "--generation" in err and err.count("\n") == 1
+
+
+def test_a_setting_a_run_does_not_use_stays_out_of_its_label_unless_labels_would_clash(tmp_path):
+    from analysis.experiments import label_experiments
+    from analysis.load import load_runs
+    sims = _run(tmp_path / "sims", 0, [5.0, 6.0], guidance_weight=1.0)
+    control = _run(tmp_path / "control", 0, [5.0, 7.0], regime="synthetic-augmentation")
+    df = label_experiments(load_runs([sims, control]))
+    assert sorted(df["experiment"].unique()) == ["sims ω=1.0", "synthetic-augmentation"]
+    other = _run(tmp_path / "control2", 0, [5.0, 8.0], regime="synthetic-augmentation", guidance_weight=1.0)
+    df = label_experiments(load_runs([sims, control, other]))
+    assert sorted(df["experiment"].unique()) == ["sims ω=1.0", "synthetic-augmentation ω=1.0",
+                                                 "synthetic-augmentation ω=2.0"]

@@ -56,6 +56,17 @@ def test_rerun_trains_nothing(swept, monkeypatch):
     assert before == {name: (out / name / "metrics.jsonl").read_bytes() for name, _ in runs}
 
 
+def test_a_regime_added_to_a_finished_sweep_reuses_its_generation_zero(swept):
+    """The new regime comes first in the grid, but the run that already holds generation 0 owns the key."""
+    out, _, _ = swept
+    grid = parse_grid(["regime=fresh-data,fully-synthetic", "learning-rate=0.002"])
+    runs = expand(make_config("micro", generations=2), grid, [0])
+    summary = run_sweep(runs, out, workers=1, grid=grid, seeds=[0], log=lambda *_: None)
+    assert all(s["state"] == "finished" for s in summary)
+    row0 = _rows(out / "fresh-data_learning_rate=0.002-s0")[0]
+    assert row0["reused_from"] == str(out / "fully-synthetic_learning_rate=0.002-s0")
+
+
 def test_killed_driver_resumes_to_the_same_rows(tmp_path):
     args = ["sweep", "--grid", "regime=fully-synthetic,synthetic-augmentation", "--generations", "2", "--preset",
             "micro", "--seeds", "0"]
