@@ -4,7 +4,8 @@
   the validation or reference images), with a fixed seed, and cached on disk outside the run folder:
   every run of that data set, whatever its seed, scores in the very same network, a fixed yardstick.
   `feature_id` is a hash of its weights. Retrained in another process it may differ in the last bits
-  (oneDNN/MKL kernels depend on memory alignment), so the cached file is the reference. Its
+  (oneDNN/MKL kernels depend on memory alignment, thread count and CPU), so the cached file is the
+  reference; the built-in default's network ships with the package (`autophagy/weights/`). Its
   penultimate layer gives the features; its head labels generated images.
 - `autoencoder`: for data without labels, a small convolutional autoencoder trained the same way
   (once per data set, on the pool only, cached, weight-hash `feature_id`); its bottleneck gives the
@@ -34,6 +35,10 @@ from autophagy.seeding import rng_for, seed_for
 from autophagy.training import images_to_tensor
 
 LENET_CONFIG = dict(version=3, epochs=6, batch_size=64, learning_rate=1e-3, width=32, feature_dim=128)
+# Networks shipped with the package, named as in the cache: the lenet of the built-in `mnist` at 16 px
+# (the `cpu` preset). Training it again gives other last bits on another CPU or thread count (FID
+# differs by about 1 %); shipped, every machine scores in the very same network (feature_id 75d8e682ebb423e4).
+PACKAGED = Path(__file__).parent / "weights"
 INCEPTION_FILE = "inception-2015-12-05.pt"
 INCEPTION_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
 
@@ -118,6 +123,8 @@ def train_lenet(real: RealData, seed: int = LENET_SEED) -> LeNetFeatures:
     _, C, H, _ = real.images.shape
     torch.manual_seed(seed_for(seed, "lenet"))  # initial weights derive from the seed
     model = LeNet(C, H, real.num_classes, LENET_CONFIG["width"], LENET_CONFIG["feature_dim"])
+    if (PACKAGED / path.name).exists():
+        path = PACKAGED / path.name  # the built-in default's network ships with the package: it wins
     if path.exists():
         blob = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(blob["state_dict"])

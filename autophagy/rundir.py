@@ -74,6 +74,7 @@ class RunDir:
     def aux_model_dir(self, t: int) -> Path: return self.gen(t) / "aux_model"
     def merged_model_dir(self, t: int) -> Path: return self.gen(t) / "merged_model"   # Neon
     def samples_path(self, t: int) -> Path: return self.gen(t) / "samples.npz"
+    def plain_samples_path(self, t: int) -> Path: return self.gen(t) / "plain_samples.npz"  # guided runs' health draws
     def grid_path(self, t: int) -> Path: return self.gen(t) / "grid.png"
     def done_path(self, t: int) -> Path: return self.gen(t) / "DONE"
     def work_dir(self, t: int) -> Path: return self.gen(t) / "work"   # checkpoints and sample chunks

@@ -142,9 +142,19 @@ def rescore_run(out: Path | str, log=print) -> RunDir:
         scorer = _Loop(cfg, rd, real, PartialState(cpu=not torch.cuda.is_available()), log).scorer
         rows = []
         for row in rd.read_rows():
-            images, _ = rd.load_samples(row["generation"])
-            rows.append({**row, **scorer.score(images, seed_for(cfg.seed, "subset", row["generation"])),
-                         "feature_id": scorer.extractor.identity})
+            t = row["generation"]
+            images, _ = rd.load_samples(t)
+            row = {**row, **scorer.score(images, seed_for(cfg.seed, "subset", t)), "feature_id": scorer.extractor.identity}
+            if "plain_fid" in row:  # the model-health draws: rescored too, or dropped (never left measured
+                if rd.plain_samples_path(t).exists():  # in another network than the row's feature_id says)
+                    with np.load(rd.plain_samples_path(t)) as z:
+                        plain = scorer.score(z["images"], seed_for(cfg.seed, "subset", t))
+                    row.update({f"plain_{k}": plain[k] for k in PLAIN_KEYS})
+                else:
+                    row = {k: v for k, v in row.items() if not k.startswith("plain_")}
+                    log(f"generation {t}: plain_* dropped, its unguided samples were not kept (a run older than "
+                        f"plain_samples.npz)")
+            rows.append(row)
         rd.write_rows(rows)
     log(f"rescored {len(rows)} generations of {rd.root} with {scorer.extractor.identity}")
     return rd
@@ -363,6 +373,8 @@ class Generation:
             metric_seconds = time.perf_counter() - start
             arrays = {"images": samples, **({"labels": sample_labels} if sample_labels is not None else {})}
             atomic_save_npz(rd.samples_path(t), **arrays)
+            if plain_samples is not None:  # kept so that `rescore` can measure the model's health again
+                atomic_save_npz(rd.plain_samples_path(t), images=plain_samples)
             atomic_write_bytes(rd.grid_path(t), grid_png(samples))
             nfe_per_image = cfg.ddim_steps * setup.denoiser.networks_per_step
             row = {

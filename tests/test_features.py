@@ -96,3 +96,18 @@ def test_unlabeled_images_are_scored_offline_by_default(micro, tmp_path):
     assert baseline["feature_space"] == "autoencoder" and baseline["autoencoder_heldout_mse"] < 0.5
     with pytest.raises(ConfigError, match="'lenet' needs class labels"):
         run_loop(micro(generations=1, data=str(folder), n_validation=50, features="lenet"), tmp_path / "run2")
+
+
+def test_the_default_data_sets_lenet_ships_with_the_package(tmp_path, monkeypatch):
+    """The `cpu` preset's data (built-in mnist at 16 px) scores in the packaged network on every machine,
+    even where a retrained copy sits in the cache; nothing is trained."""
+    cfg = make_config("cpu")
+    real = load_real_data(cfg.data, cfg.resolution, cfg.n_reference, cfg.n_validation)
+    monkeypatch.setenv("AUTOPHAGY_CACHE", str(tmp_path))
+    shadow = features._lenet_cache_path(real, features.LENET_SEED)
+    shadow.parent.mkdir(parents=True)
+    shadow.write_bytes(b"a retrained copy would be read from here")
+    monkeypatch.setattr(features.torch.optim, "Adam", None)  # training would fail
+    extractor = features.train_lenet(real)
+    assert extractor.identity == "75d8e682ebb423e4" and extractor.accuracy > 0.9
+    assert (features.PACKAGED / shadow.name).is_file()

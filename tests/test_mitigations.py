@@ -1,6 +1,8 @@
 """Neon's merge, one network per step, and the compute accounting of a micro run counted by hand."""
 import json
 
+import numpy as np
+import pytest
 import torch
 
 from autophagy.models import build_unet
@@ -70,3 +72,23 @@ def test_cost_fields_add_up_by_hand(micro, tmp_path):
         assert row["cost_train_images"] == 30 * 16 and row["cost_sample_nfe"] == 100 * 4
         assert "plain_fid" not in row
     assert all("plain_fid" in r and "plain_coverage" in r and "plain_precision" in r for r in sims)
+
+
+def test_rescore_measures_the_model_health_again_or_drops_it(micro, tmp_path):
+    """A guided run keeps its unguided health draws; rescore recomputes plain_* from them, and a run
+    without them loses its plain_* instead of keeping numbers measured in another network."""
+    from autophagy.rundir import RunDir
+    from loops.orchestrator import rescore_run
+    cfg = micro(regime="sims", generations=1)
+    rd = RunDir(run_loop(cfg, tmp_path / "sims").root)
+    with np.load(rd.plain_samples_path(0)) as z:
+        assert z["images"].shape[0] == cfg.n_reference
+    before = rd.read_rows()
+    rd.write_rows([{**r, "plain_fid": -1.0, "plain_recall": -1.0} for r in before])
+    rescore_run(rd.root, log=lambda *_: None)
+    after = rd.read_rows()[0]
+    assert after["plain_fid"] == pytest.approx(before[0]["plain_fid"], rel=1e-6)
+    assert after["plain_recall"] == pytest.approx(before[0]["plain_recall"], rel=1e-6)
+    rd.plain_samples_path(0).unlink()
+    rescore_run(rd.root, log=lambda *_: None)
+    assert not any(k.startswith("plain_") for k in rd.read_rows()[0])
