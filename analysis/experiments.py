@@ -11,7 +11,7 @@ import pandas as pd
 
 # config fields that never make two runs different experiments
 NOT_IDENTITY = {"seed", "generations", "num_processes", "plugins", "checkpoint_every", "sample_batch_size",
-                "overwrite", "skip_unreadable"}
+                "overwrite", "skip_unreadable", "log_with"}
 # fields of the measuring instrument: runs that differ in one of them cannot share a table
 INSTRUMENT_COLUMNS = {"feature_space": "feature space", "feature_id": "feature network", "k": "k",
                       "n_reference": "n_reference", "evaluated_on": "evaluation split"}
@@ -37,10 +37,13 @@ def identity_columns(df: pd.DataFrame) -> list[str]:
 
 
 def _resolved(df: pd.DataFrame) -> pd.DataFrame:
-    """cfg_sampler resolved from the rows (the sampler that drew S_t)."""
+    """cfg_sampler and cfg_features resolved from the rows (the sampler that drew S_t, the space it was
+    measured in)."""
     df = df.copy()
     if "sampler" in df.columns and "cfg_sampler" in df.columns:
         df["cfg_sampler"] = df["sampler"]
+    if "feature_space" in df.columns and "cfg_features" in df.columns:  # `auto` and `lenet` that measured alike
+        df["cfg_features"] = df["feature_space"]
     for col in identity_columns(df):  # NaN (a field that an older run lacks) compares as a value
         df[col] = df[col].astype(object).where(df[col].notna(), "∅")
     return df

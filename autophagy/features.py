@@ -269,9 +269,16 @@ def train_autoencoder(real: RealData, seed: int = LENET_SEED) -> AutoEncoderFeat
     return AutoEncoderFeatures(model, error, weights_id(model))
 
 
+def resolve_features(name: str, real: RealData) -> str:
+    """The feature space `name` stands for on these data: `auto` is lenet with labels, else the autoencoder."""
+    if name == "auto":
+        return "lenet" if real.labels is not None else "autoencoder"
+    return name
+
+
 def _auto(cfg: RunConfig, real: RealData):
     """lenet where the data have labels, else the autoencoder: both offline, both trained on the pool."""
-    return train_lenet(real) if real.labels is not None else train_autoencoder(real)
+    return train_lenet(real) if resolve_features("auto", real) == "lenet" else train_autoencoder(real)
 
 
 def _lenet(cfg: RunConfig, real: RealData):

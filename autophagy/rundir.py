@@ -94,12 +94,14 @@ class RunDir:
         finally:
             self._lock.release()
 
-    def check_or_write_config(self, cfg: RunConfig, overwrite: bool = False, num_processes: int = 1) -> None:
-        """Refuse a folder that holds a run with other settings; write config.json (with the process
-        count, which is recorded but may change on resume)."""
+    def check_or_write_config(self, cfg: RunConfig, overwrite: bool = False, num_processes: int = 1,
+                              resolve=None) -> None:
+        """Refuse a folder that holds a run with other settings (compared after `resolve`, which maps a
+        config to what it means on this data, e.g. `--features auto` to lenet); write config.json (with
+        the process count, which is recorded but may change on resume)."""
         if self.config_path.exists() and not overwrite:
             saved = RunConfig.from_dict(json.loads(self.config_path.read_text()))
-            diff = config_differences(saved, cfg)
+            diff = config_differences(*map(resolve, (saved, cfg))) if resolve else config_differences(saved, cfg)
             if diff:
                 raise ConfigError(f"--out: run folder {str(self.root)!r} holds a run with other settings "
                                   f"({'; '.join(diff)}); pass --overwrite to replace it or choose another --out")

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from autophagy import faults
 from autophagy.config import ConfigError, RunConfig
 from autophagy.data import RealData, load_real_data
-from autophagy.features import build_extractor, train_lenet
+from autophagy.features import build_extractor, resolve_features, train_lenet
 from autophagy.hardware import resolve_sampling_dtype
 from autophagy.metrics import class_statistics, compute_metrics, gaussian_stats, knn_radii, memorization
 from autophagy.models import build_sample_scheduler, build_unet
@@ -88,7 +88,8 @@ def run_loop(cfg: RunConfig, out: Path | str, overwrite: bool = False, log=print
                 for child in rd.root.iterdir():
                     if child.name != ".lock":
                         shutil.rmtree(child) if child.is_dir() else child.unlink()
-            rd.check_or_write_config(cfg, overwrite, num_processes=state.num_processes)
+            rd.check_or_write_config(cfg, overwrite, num_processes=state.num_processes, resolve=lambda c: (
+                dataclasses.replace(c, features=resolve_features(c.features, real))))
         state.wait_for_everyone()
         loop = _Loop(cfg, rd, real, state, log)
         for t in range(cfg.generations):

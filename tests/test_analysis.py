@@ -154,3 +154,16 @@ def test_a_setting_a_run_does_not_use_stays_out_of_its_label_unless_labels_would
     df = label_experiments(load_runs([sims, control, other]))
     assert sorted(df["experiment"].unique()) == ["sims ω=1.0", "synthetic-augmentation ω=1.0",
                                                  "synthetic-augmentation ω=2.0"]
+
+
+def test_settings_that_measure_alike_are_one_experiment(tmp_path):
+    """`--features auto` that resolved to lenet and an explicit `--features lenet` measured the same way,
+    and the tracker (`log_with`) changes no result: one experiment, not two."""
+    import json
+
+    from analysis.experiments import label_experiments
+    from analysis.load import load_runs
+    a = _run(tmp_path / "a", 0, [5.0, 6.0], features="auto", log_with="tensorboard")
+    b = _run(tmp_path / "b", 1, [5.0, 7.0])
+    assert json.loads((a / "config.json").read_text())["features"] == "auto"
+    assert label_experiments(load_runs([a, b]))["experiment"].nunique() == 1

@@ -166,3 +166,16 @@ def test_tensorboard_tracker_gets_every_generation(micro, tmp_path):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert acc.Scalars("fid")[1].value == pytest.approx(rows[1]["fid"], rel=1e-5)
     assert [e.step for e in acc.Images("samples")] == [0, 1]
+
+
+def test_a_run_extends_when_its_settings_mean_the_same_on_its_data(micro, tmp_path):
+    """A folder made with `--features lenet` extends under the default `--features auto` (lenet on
+    labelled data), and refuses `--features autoencoder`, naming the field."""
+    from autophagy.config import ConfigError
+    out = tmp_path / "run"
+    run_loop(micro(generations=1, features="lenet"), out)
+    with pytest.raises(ConfigError, match=r"features: 'lenet' -> 'autoencoder'"):
+        run_loop(micro(generations=2, features="autoencoder"), out)
+    run_loop(micro(generations=2, features="auto"), out)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["generation"] for r in rows] == [0, 1] and {r["feature_space"] for r in rows} == {"lenet"}
