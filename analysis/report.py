@@ -76,6 +76,11 @@ def paired_difference(a: pd.Series, b: pd.Series, level: float = 0.95) -> dict:
     return out
 
 
+VERSUS_COLUMNS = ["experiment", "baseline", "metric", "quantity", "baseline_metric", "generation", "baseline_generation",
+                  "experiment_mean", "baseline_mean", "n_seeds", "seeds", "mean_difference", "ci95_low", "ci95_high",
+                  "p_value"]
+
+
 def versus_table(df: pd.DataFrame, baseline: str | None = None, metrics=METRICS) -> pd.DataFrame:
     """Every experiment against its baseline on shared seeds: one row per pair, metric and quantity
     (value at the last generation, ratio last/first). Baseline: `baseline` when given, else each
@@ -103,7 +108,7 @@ def versus_table(df: pd.DataFrame, baseline: str | None = None, metrics=METRICS)
                              "baseline_generation": ends[base],
                              "experiment_mean": a[quantity].mean(), "baseline_mean": b[quantity].mean(),
                              **paired_difference(a[quantity], b[quantity])})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=VERSUS_COLUMNS)  # the header even with one experiment: a readable CSV
 
 
 def cost_table(df: pd.DataFrame, baseline: str | None = None) -> pd.DataFrame:

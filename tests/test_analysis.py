@@ -167,3 +167,10 @@ def test_settings_that_measure_alike_are_one_experiment(tmp_path):
     b = _run(tmp_path / "b", 1, [5.0, 7.0])
     assert json.loads((a / "config.json").read_text())["features"] == "auto"
     assert label_experiments(load_runs([a, b]))["experiment"].nunique() == 1
+
+
+def test_a_report_of_one_experiment_has_a_readable_empty_versus_table(tmp_path):
+    from analysis.report import write_report
+    out = write_report([_run(tmp_path / f"a-s{s}", s, [5.0, 6.0 + s]) for s in (0, 1)], tmp_path / "rep")
+    versus = pd.read_csv(out / "versus.csv")
+    assert len(versus) == 0 and {"experiment", "baseline", "p_value", "generation"} <= set(versus.columns)
