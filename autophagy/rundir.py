@@ -127,6 +127,13 @@ class RunDir:
         atomic_write_text(self.done_path(t), "done\n")
         shutil.rmtree(self.work_dir(t), ignore_errors=True)
 
+    def load_plain_samples(self, t: int) -> np.ndarray | None:
+        """A guided run's unguided health draws of generation t, or None where they were not kept."""
+        if not self.plain_samples_path(t).exists():
+            return None
+        with np.load(self.plain_samples_path(t)) as z:
+            return z["images"]
+
     def load_samples(self, t: int) -> tuple[np.ndarray, np.ndarray | None]:
         with np.load(self.samples_path(t)) as z:
             return z["images"], (z["labels"] if "labels" in z.files else None)

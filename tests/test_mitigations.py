@@ -1,7 +1,6 @@
 """Neon's merge, one network per step, and the compute accounting of a micro run counted by hand."""
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -81,8 +80,7 @@ def test_rescore_measures_the_model_health_again_or_drops_it(micro, tmp_path):
     from loops.orchestrator import rescore_run
     cfg = micro(regime="sims", generations=1)
     rd = RunDir(run_loop(cfg, tmp_path / "sims").root)
-    with np.load(rd.plain_samples_path(0)) as z:
-        assert z["images"].shape[0] == cfg.n_reference
+    assert rd.load_plain_samples(0).shape[0] == cfg.n_reference
     before = rd.read_rows()
     rd.write_rows([{**r, "plain_fid": -1.0, "plain_recall": -1.0} for r in before])
     rescore_run(rd.root, log=lambda *_: None)
