@@ -253,10 +253,18 @@ class Generation:
 
     # --- models: each saved as a whole DDIMPipeline folder, so DDIMPipeline.from_pretrained(path) samples from it
     def saved_model(self, path: Path, make) -> UNet2DModel:
-        """Load the model saved at `path` by an earlier (interrupted) run, or make it and save it."""
-        if path.exists():
+        """Load the model saved at `path` by an earlier (interrupted) run, or make it and save it.
+        Every process looks before any may write, so all take the same branch and meet the same barriers:
+        a late process that saw the main one's fresh save would skip its barrier and pair the next one
+        with the wrong step (found as a missing sample chunk in a resumed two-process run)."""
+        saved = path.exists()
+        self.state.wait_for_everyone()
+        if saved:
             return load_unet(path).to(self.device).eval()
-        model = make()
+        return self.save_model(path, make())
+
+    def save_model(self, path: Path, model: UNet2DModel) -> UNet2DModel:
+        """Save `model` at `path` as a DDIMPipeline folder (the main process writes, all wait)."""
         if self.state.is_main_process:
             atomic_save_pretrained(DDIMPipeline(unet=model, scheduler=build_sample_scheduler(self.cfg)), path)
         self.state.wait_for_everyone()
@@ -273,7 +281,7 @@ class Generation:
                                              self.work / ("checkpoints_base" if role == BASE else "checkpoints_aux"),
                                              f"gen {self.t} {name}")
         stats = {**dataclasses.asdict(train_stats), "seconds": time.perf_counter() - start}
-        model = self.saved_model(path, lambda: model)
+        model = self.save_model(path, model)  # `path` did not exist when every process looked above
         if self.state.is_main_process:
             atomic_write_text(stats_path, json.dumps(stats))
         return model, stats

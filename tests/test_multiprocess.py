@@ -62,3 +62,42 @@ def test_two_processes_resume_from_a_checkpoint(two_process_run, tmp_path):
     assert (out / "gen_001" / "DONE").exists()
     with np.load(out / "gen_001" / "samples.npz") as z:
         assert len({im.tobytes() for im in z["images"]}) == 100
+
+
+def test_a_late_process_meets_the_same_barriers_when_the_model_appears_meanwhile(micro, tmp_path):
+    """Two ranks as threads with a real barrier. The main rank makes and saves the model at once; the
+    other arrives after the save. Both must take the same branch: if the late rank saw the fresh save and
+    skipped its barrier, the main rank would wait alone and the barrier break (the race that lost a
+    sample chunk in a resumed two-process run)."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    import torch
+
+    from autophagy.models import build_unet
+    from loops.orchestrator import Generation
+
+    cfg = micro()
+    barrier = threading.Barrier(2, timeout=20)
+    path, results, errors = tmp_path / "model", {}, []
+
+    def rank(index):
+        try:
+            if index == 1:
+                time.sleep(1.0)  # the late process: the main one has saved long before it looks
+            gen = Generation.__new__(Generation)
+            gen.cfg, gen.device = cfg, torch.device("cpu")
+            gen.state = SimpleNamespace(is_main_process=index == 0, wait_for_everyone=barrier.wait)
+            results[index] = gen.saved_model(path, lambda: build_unet(cfg, 1, 10))
+            barrier.wait()  # the next collective step: both ranks must arrive at it together
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(repr(error))
+
+    threads = [threading.Thread(target=rank, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors and sorted(results) == [0, 1]
+    assert (path / "unet").is_dir()
