@@ -146,9 +146,9 @@ def rescore_run(out: Path | str, log=print) -> RunDir:
             t = row["generation"]
             images, _ = rd.load_samples(t)
             row = {**row, **scorer.score(images, seed_for(cfg.seed, "subset", t)), "feature_id": scorer.extractor.identity}
-            plain_images = rd.load_plain_samples(t) if "plain_fid" in row else None
             if "plain_fid" in row:  # the model-health draws: rescored too, or dropped (never left measured
-                if plain_images is not None:  # in another network than the row's feature_id says)
+                plain_images = rd.load_plain_samples(t)  # in another network than the row's feature_id says)
+                if plain_images is not None:
                     plain = scorer.score(plain_images, seed_for(cfg.seed, "subset", t))
                     row.update({f"plain_{k}": plain[k] for k in PLAIN_KEYS})
                 else:
