@@ -9,23 +9,15 @@ from __future__ import annotations
 
 import pandas as pd
 
-# config fields that never make two runs different experiments
-NOT_IDENTITY = {"seed", "generations", "num_processes", "plugins", "checkpoint_every", "sample_batch_size",
-                "overwrite", "skip_unreadable", "log_with"}
+from autophagy.layout import BOOKKEEPING_FIELDS
+
 # fields of the measuring instrument: runs that differ in one of them cannot share a table
 INSTRUMENT_COLUMNS = {"feature_space": "feature space", "feature_id": "feature network", "k": "k",
                       "n_reference": "n_reference", "evaluated_on": "evaluation split"}
 SHORT = {"guidance_weight": "ω", "neon_weight": "w", "sampling_bias": "λ", "curation_keep": "q"}
-# what a mitigation changes; its unmitigated control is the same loop without it
-MITIGATION_FIELDS = ("guidance_weight", "neon_weight", "n_aux", "aux_train_steps", "curation_keep")
-MITIGATED_REGIMES = {"sims": "synthetic-augmentation", "neon": "synthetic-augmentation",
-                     "curated": "synthetic-augmentation"}
-# a field a run does not use stays out of its label (synthetic-augmentation, not `synthetic-augmentation ω=2`)
-USED_BY = {"guidance_weight": lambda r: r.get("cfg_sampler") == "sims",
-           "neon_weight": lambda r: r.get("cfg_sampler") == "neon",
-           "n_aux": lambda r: r.get("cfg_sampler") in ("sims", "neon"),
-           "aux_train_steps": lambda r: r.get("cfg_sampler") in ("sims", "neon"),
-           "curation_keep": lambda r: r.get("cfg_regime") == "curated"}
+# Which fields a run's regime and sampler read, and which regime a mitigation is measured against, come
+# from their registrations through the rows (`uses`, `control`), for built-ins and plug-ins alike.
+USES, CONTROL = "uses_fields", "control"
 
 
 class ReportError(ValueError):
@@ -33,7 +25,7 @@ class ReportError(ValueError):
 
 
 def identity_columns(df: pd.DataFrame) -> list[str]:
-    return sorted(c for c in df.columns if c.startswith("cfg_") and c[4:] not in NOT_IDENTITY)
+    return sorted(c for c in df.columns if c.startswith("cfg_") and c[4:] not in BOOKKEEPING_FIELDS)
 
 
 def _resolved(df: pd.DataFrame) -> pd.DataFrame:
@@ -46,28 +38,38 @@ def _resolved(df: pd.DataFrame) -> pd.DataFrame:
         df["cfg_features"] = df["feature_space"]
     for col in identity_columns(df):  # NaN (a field that an older run lacks) compares as a value
         df[col] = df[col].astype(object).where(df[col].notna(), "∅")
+    # the fields the run's methods read, as its rows say (a run from before `uses` shows them all)
+    df[USES] = [",".join(u) if isinstance(u, dict) else None for u in (df["uses"] if "uses" in df else [None] * len(df))]
+    if CONTROL not in df.columns:
+        df[CONTROL] = None
     return df
+
+
+def method_fields(df: pd.DataFrame) -> set[str]:
+    """Every field some run at hand declares that its regime or sampler reads."""
+    return {f for u in df[USES].dropna() for f in u.split(",") if f}
 
 
 def label_experiments(df: pd.DataFrame) -> pd.DataFrame:
     """Add `experiment` (the label) to every row; labels name the fields that differ between experiments."""
     df = _resolved(df)
     cols = identity_columns(df)
-    keys = df[cols].drop_duplicates()
+    keys = df[cols + [USES, "own_sampler"]].drop_duplicates(subset=cols) if "own_sampler" in df else \
+        df[cols + [USES]].drop_duplicates(subset=cols).assign(own_sampler=None)
     varying = [c for c in cols if keys[c].nunique() > 1]
-    irrelevant = {"cfg_sampler"} if "cfg_regime" in varying else set()
+    declared = method_fields(df)
 
     def label(row, short=True) -> str:
         parts = []
+        used = None if row[USES] is None else set(row[USES].split(","))
         for c in varying:
             name, value = c[4:], row[c]
             if name == "regime":
                 parts.insert(0, str(value))
-            elif short and name in USED_BY and not USED_BY[name](row):
-                continue
-            elif name == "sampler" and c in irrelevant and value in (row.get("cfg_regime"), "plain", "sims", "neon") \
-                    and value == _own_sampler(row.get("cfg_regime")):
-                continue
+            elif short and used is not None and name in declared and name not in used:
+                continue  # a field this run's methods do not read
+            elif name == "sampler" and "cfg_regime" in varying and value == row["own_sampler"]:
+                continue  # the regime's own sampler: the regime's name says it
             else:
                 parts.append(f"{SHORT.get(name, name)}={value}")
         return " ".join(parts) or str(row.get("cfg_regime", "run"))
@@ -77,11 +79,7 @@ def label_experiments(df: pd.DataFrame) -> pd.DataFrame:
     keys["experiment"] = keys.apply(label, axis=1)
     clash = keys["experiment"].duplicated(keep=False)  # two experiments may never share a label
     keys.loc[clash, "experiment"] = keys[clash].apply(lambda row: label(row, short=False), axis=1)
-    return df.merge(keys, on=cols, how="left")
-
-
-def _own_sampler(regime) -> str:
-    return {"sims": "sims", "neon": "neon"}.get(regime, "plain")
+    return df.merge(keys[cols + ["experiment"]], on=cols, how="left")
 
 
 def check_instruments(df: pd.DataFrame) -> None:
@@ -115,10 +113,12 @@ def control_of(df: pd.DataFrame, experiment: str) -> str | None:
     rows = df[df["experiment"] == experiment]
     if not len(rows):
         return None
-    cols = [c for c in identity_columns(df) if c[4:] not in MITIGATION_FIELDS]
+    declared = method_fields(df)
+    cols = [c for c in identity_columns(df) if c[4:] not in declared]
     target = rows.iloc[0][cols].to_dict()
-    regime = target.get("cfg_regime")
-    target["cfg_regime"] = MITIGATED_REGIMES.get(regime, regime)
+    control = rows.iloc[0][CONTROL]
+    if isinstance(control, str) and control:
+        target["cfg_regime"] = control
     target["cfg_sampler"] = "plain"
     if target == rows.iloc[0][cols].to_dict():
         return None  # not a mitigation

@@ -1,4 +1,6 @@
-"""`autophagy run | compare | report`: a thin layer over run_loop, run_compare and write_report.
+"""`autophagy run | compare | sweep | rescore | report`: the composition root, the one place that wires
+the engine, loops and analysis together; one thin function per command over run_loop, run_compare,
+run_sweep, rescore_run and write_report.
 
 Exit codes: 0 success, 2 bad input (one line `autophagy: error: …`), 1 failure during a run (the
 run folder stays resumable: run the same command again).
@@ -49,9 +51,14 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, type=_parse_channels, metavar="C1,C2,…", help=f.metadata["help"])
         elif f.name == "plugins":
             p.add_argument("--plugin", dest="plugins", action="append", metavar="MODULE_OR_FILE", help=f.metadata["help"])
+        elif f.name == "sampler":
+            from loops.samplers import SAMPLERS
+            p.add_argument(flag, type=str, help=f.metadata["help"] + ": " + "; ".join(
+                f"{k}: {v.description}" for k, v in SAMPLERS.items()))
         else:
             kind = {"int": int, "float": float, "str": str}[str(f.type)]
-            p.add_argument(flag, type=kind, help=f.metadata["help"] + f" (default: preset; cpu: {f.default!r})")
+            p.add_argument(flag, type=kind, help=f.metadata["help"] + f" (default: preset; cpu: "
+                                                 f"{PRESETS['cpu'].get(f.name, f.default)!r})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0, help="run seed (default: 0)")
     run.add_argument("--out", type=Path, help="run folder (default: runs/<regime>-<preset>-s<seed>)")
     run.add_argument("--overwrite", action="store_true", help="replace a run folder that holds other settings")
+    run.add_argument("--threads", type=int, default=0, help="torch threads (default 0: a share of the cores by "
+                     "how many autophagy processes run on this machine)")
     _add_config_args(run)
 
     compare = sub.add_parser("compare", help="run several regimes x seeds and write the comparison report")
@@ -94,9 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     rescore = sub.add_parser("rescore", help="recompute the metrics of finished generations from their samples")
     rescore.add_argument("runs", nargs="+", type=Path, help="run folders")
+    rescore.add_argument("--plugin", dest="plugins", action="append", metavar="MODULE_OR_FILE",
+                         help="the plug-ins the runs were made with (config.json lists them)")
 
     report = sub.add_parser("report", help="write the comparison report of existing run folders")
     report.add_argument("runs", nargs="+", type=Path, help="run folders")
+    report.add_argument("--plugin", dest="plugins", action="append", metavar="MODULE_OR_FILE",
+                        help="accepted for symmetry with rescore (a report runs no plug-in code)")
     report.add_argument("--out", type=Path, help="report folder (default: report/ beside the first run)")
     report.add_argument("--generation", type=int, help="report every experiment at this generation (default: "
                                                         "each experiment's last)")
@@ -115,17 +128,19 @@ def _overrides(args) -> dict:
 def _load_plugins(args, out: Path | None) -> None:
     """Import installed plug-ins (entry points) and every --plugin, before any validation; refuse a rerun
     of a run folder made with plug-ins that this command does not load."""
-    from autophagy.plugins import load_entry_points, load_plugin
-    load_entry_points()
-    for plugin in getattr(args, "plugins", None) or ():
-        load_plugin(plugin)
+    from autophagy.plugins import load_config_plugins
+    given = tuple(getattr(args, "plugins", None) or ())
+    load_config_plugins(given)
     config_path = out / "config.json" if out is not None else None
     if config_path is not None and config_path.is_file():
         import json
-        saved = json.loads(config_path.read_text()).get("plugins", [])
-        missing = [p for p in saved if p not in (getattr(args, "plugins", None) or ())]
+        try:
+            saved = json.loads(config_path.read_text()).get("plugins", [])
+        except (ValueError, AttributeError):
+            return  # a damaged config.json is named by the run folder's own check
+        missing = [p for p in saved if p not in given] if isinstance(saved, list) else []
         if missing:
-            raise ConfigError(f"--plugin: run folder {str(out)!r} was made with --plugin {' --plugin '.join(missing)}; "
+            raise ConfigError(f"--plugin: run folder {str(out)!r} was made with --plugin {' --plugin '.join(map(str, missing))}; "
                               f"pass the same plug-ins again")
 
 
@@ -181,80 +196,114 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-def _dispatch(args) -> int:
-    from loops.regimes import validate_run  # the CLI is the one place that wires engine and loops
-    if args.command == "run":
-        from loops.orchestrator import run_loop
-        _load_plugins(args, args.out or Path("runs") / f"{args.regime}-{args.preset}-s{args.seed}")
-        cfg = validate_run(make_config(args.preset, regime=args.regime, generations=args.generations, seed=args.seed,
+def _seeds(text: str) -> list[int]:
+    seeds = _parse_list("--seeds", text, int)
+    if min(seeds) < 0:
+        raise ConfigError(f"--seeds: {text!r} must be integers >= 0")
+    return seeds
+
+
+def _workers(workers: int) -> int:
+    if workers < 1:
+        raise ConfigError(f"--workers: {workers} is not allowed; it must be an integer >= 1")
+    return workers
+
+
+def _run_folders(paths: list[Path], command: str) -> None:
+    """Every folder a run folder with rows, before any work: one line naming the first that is not."""
+    for path in paths:
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"{command}: {str(path)!r} is not a run folder (no config.json)")
+        if command == "report" and not any(line.strip() for line in _read_text(path / "metrics.jsonl").splitlines()):
+            raise ConfigError(f"report: {str(path)!r} has no finished generation (metrics.jsonl is missing or empty)")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def cmd_run(args) -> int:
+    from loops.regimes import validate_run
+    from loops.run import run_loop
+    out = args.out or Path("runs") / f"{args.regime}-{args.preset}-s{args.seed}"
+    _load_plugins(args, out)
+    cfg = validate_run(make_config(args.preset, regime=args.regime, generations=args.generations, seed=args.seed,
                                    **_overrides(args)))
-        out = args.out or Path("runs") / f"{cfg.regime}-{cfg.preset}-s{cfg.seed}"
-        _check_out(out)
-        rd = run_loop(cfg, out, overwrite=args.overwrite)
-        print(f"run folder: {rd.root}")
-        return 0
-    if args.command == "compare":
-        from analysis.report import write_report
-        from loops.compare import run_compare
-        from loops.regimes import REGIMES
-        _load_plugins(args, None)
-        regimes = _parse_list("--regimes", args.regimes)
-        for r in regimes:
-            if r not in REGIMES:
-                raise ConfigError(f"--regimes: {r!r} is not a regime; choose from {', '.join(REGIMES)}")
-        seeds = _parse_list("--seeds", args.seeds, int)
-        if min(seeds) < 0:
-            raise ConfigError(f"--seeds: {args.seeds!r} must be integers >= 0")
-        out = args.out or Path("runs") / f"compare-{args.preset}"
-        _check_out(out)
-        configs = [validate_run(make_config(args.preset, regime=r, generations=args.generations, seed=s, **_overrides(args)))
-                   for r in regimes for s in seeds]
-        if args.workers < 1:
-            raise ConfigError(f"--workers: {args.workers} is not allowed; it must be an integer >= 1")
-        run_dirs = run_compare(configs, out, args.workers, args.address)
-        print(f"report: {write_report(run_dirs, out / 'report')}")
-        return 0
-    if args.command == "sweep":
-        from analysis.report import write_report
-        from loops.sweep import expand, parse_grid, run_sweep
-        _load_plugins(args, None)
-        grid = parse_grid(args.grid)
-        seeds = _parse_list("--seeds", args.seeds, int)
-        if min(seeds) < 0:
-            raise ConfigError(f"--seeds: {args.seeds!r} must be integers >= 0")
-        if args.workers < 1:
-            raise ConfigError(f"--workers: {args.workers} is not allowed; it must be an integer >= 1")
-        out = args.out or Path("runs") / f"sweep-{args.preset}"
-        _check_out(out)
-        base = make_config(args.preset, regime=args.regime, generations=args.generations, **_overrides(args))
-        runs = expand(base, grid, seeds)
-        for _, cfg in runs:
-            validate_run(cfg)
-        summary = run_sweep(runs, out, args.workers, args.address, grid, seeds)
-        finished = [Path(s["run"]) for s in summary if (Path(s["run"]) / "metrics.jsonl").is_file()]
-        if finished:
-            print(f"report: {write_report(finished, out / 'report', args.baseline)}")
-        return 0 if all(s["state"] == "finished" for s in summary) else 1
-    if args.command == "rescore":
-        from loops.orchestrator import rescore_run
-        for path in args.runs:
-            if not (path / "config.json").is_file():
-                raise ConfigError(f"rescore: {str(path)!r} is not a run folder (no config.json)")
-        for path in args.runs:
-            rescore_run(path)
-        return 0
-    if args.command == "report":
-        from analysis.report import write_report
-        for path in args.runs:
-            if not (path / "metrics.jsonl").is_file():
-                raise ConfigError(f"report: {str(path)!r} is not a run folder (no metrics.jsonl)")
-        if args.generation is not None and args.generation < 0:
-            raise ConfigError(f"--generation: {args.generation} is not allowed; it must be an integer >= 0")
-        out = args.out or args.runs[0].parent / "report"
-        _check_out(out)
-        print(f"report: {write_report(args.runs, out, args.baseline, args.generation)}")
-        return 0
-    raise AssertionError(args.command)
+    _check_out(out)
+    if args.threads < 0:
+        raise ConfigError(f"--threads: {args.threads} is not allowed; it must be an integer >= 0 (0 = automatic)")
+    rd = run_loop(cfg, out, overwrite=args.overwrite, threads_requested=args.threads)
+    print(f"run folder: {rd.root}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from analysis.report import write_report
+    from loops.compare import run_compare
+    from loops.regimes import REGIMES, validate_run
+    _load_plugins(args, None)
+    regimes = _parse_list("--regimes", args.regimes)
+    for r in regimes:
+        if r not in REGIMES:
+            raise ConfigError(f"--regimes: {r!r} is not a regime; choose from {', '.join(REGIMES)}")
+    seeds, workers = _seeds(args.seeds), _workers(args.workers)
+    out = args.out or Path("runs") / f"compare-{args.preset}"
+    _check_out(out)
+    configs = [validate_run(make_config(args.preset, regime=r, generations=args.generations, seed=s, **_overrides(args)))
+               for r in regimes for s in seeds]
+    run_dirs = run_compare(configs, out, workers, args.address)
+    print(f"report: {write_report(run_dirs, out / 'report')}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from analysis.report import write_report
+    from loops.regimes import validate_run
+    from loops.sweep import expand, parse_grid, run_sweep
+    _load_plugins(args, None)
+    grid, seeds, workers = parse_grid(args.grid), _seeds(args.seeds), _workers(args.workers)
+    out = args.out or Path("runs") / f"sweep-{args.preset}"
+    _check_out(out)
+    base = make_config(args.preset, regime=args.regime, generations=args.generations, **_overrides(args))
+    runs = expand(base, grid, seeds)
+    for _, cfg in runs:
+        validate_run(cfg)
+    summary = run_sweep(runs, out, workers, args.address, grid, seeds)
+    finished = [Path(s["run"]) for s in summary if (Path(s["run"]) / "metrics.jsonl").is_file()]
+    if finished:
+        print(f"report: {write_report(finished, out / 'report', args.baseline)}")
+    return 0 if all(s["state"] == "finished" for s in summary) else 1
+
+
+def cmd_rescore(args) -> int:
+    from loops.rescore import rescore_run
+    _run_folders(args.runs, "rescore")
+    for path in args.runs:
+        _load_plugins(args, path)
+    for path in args.runs:
+        rescore_run(path)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from analysis.report import write_report
+    _run_folders(args.runs, "report")
+    if args.generation is not None and args.generation < 0:
+        raise ConfigError(f"--generation: {args.generation} is not allowed; it must be an integer >= 0")
+    out = args.out or args.runs[0].parent / "report"
+    _check_out(out)
+    print(f"report: {write_report(args.runs, out, args.baseline, args.generation)}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "compare": cmd_compare, "sweep": cmd_sweep, "rescore": cmd_rescore, "report": cmd_report}
+
+
+def _dispatch(args) -> int:
+    return COMMANDS[args.command](args)
 
 
 if __name__ == "__main__":

@@ -57,10 +57,17 @@ class RunConfig:
     train_steps: int = _f(360, "optimizer steps per generation")
     batch_size: int = _f(64, "training batch size (global, across processes; divisible by their number)")
     learning_rate: float = _f(2e-3, "AdamW learning rate")
+    lr_warmup_steps: int = _f(0, "steps of a linear learning-rate ramp from 0 (then constant)")
+    loss_weighting: str = _f("none", "per-timestep loss weight: none, or min_snr (Hang et al. 2023, min(SNR, γ) "
+                             "over the target's SNR)")
+    snr_gamma: float = _f(5.0, "γ of min_snr loss weighting")
     ema_decay: float = _f(0.98, "EMA decay applied at every step after the warm-up (the weights saved and sampled)")
     ema_warmup_steps: int = _f(0, "steps during which the EMA copies the weights (decay 0) before ema_decay applies")
     checkpoint_every: int = _f(200, "save a resumable training checkpoint every this many steps (0 = never)")
-    ddim_steps: int = _f(10, "DDIM sampling steps")
+    sampling_scheduler: str = _f("ddim", "sampler of S_t (diffusers' schedulers): ddim, dpmsolver (DPM-Solver++ "
+                                 "2M) or unipc")
+    sampling_steps: int = _f(10, "network steps per sampled image (the sampling scheduler's timesteps)")
+    timestep_spacing: str = _f("leading", "how the sampling timesteps are spaced: leading, trailing or linspace")
     sample_batch_size: int = _f(500, "images per sampling chunk (the unit of sampling resume)")
     mixed_precision: str = _f("no", "no, bf16 or fp16 (accelerate; training and sampling)")
     sampling_dtype: str = _f("auto", "autocast dtype of sampling when mixed_precision is no: auto (bfloat16 where the "
@@ -79,9 +86,17 @@ class RunConfig:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "RunConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
+    def from_dict(cls, values: dict, strict: bool = False) -> "RunConfig":
+        """A config from JSON values (unknown keys ignored); `strict` checks every value's type, for a
+        config.json read from a run folder (which may come from anyone)."""
+        known = {f.name: str(f.type) for f in dataclasses.fields(cls)}
         values = {k: v for k, v in values.items() if k in known}
+        if strict:
+            for name, value in values.items():
+                if not _has_type(value, known[name]):
+                    raise TypeError(f"{name} is {value!r}, not a {known[name]}")
+        if "ddim_steps" in values and "sampling_steps" not in values:  # run folders before round 3
+            values["sampling_steps"] = values.pop("ddim_steps")
         for name in ("block_out_channels", "plugins"):
             if name in values:
                 values[name] = tuple(values[name])
@@ -96,19 +111,37 @@ class RunConfig:
         return self.sampling_bias < 1.0
 
 
+def _has_type(value, kind: str) -> bool:
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "tuple":
+        return isinstance(value, (list, tuple)) and all(isinstance(v, (int, str)) and not isinstance(v, bool) for v in value)
+    return True
+
+
 # Presets: values for fields the user did not set. `micro` is for tests (a generation in about a
 # second); `cpu` is the default, tuned on a 2-core CPU; `cifar10` is the paper-scale GPU setting.
 PRESETS: dict[str, dict] = {
     "micro": dict(
         resolution=8, block_out_channels=(8, 16), layers_per_block=1, train_steps=30, batch_size=16,
-        n_real=200, n_real_fresh=100, n_synthetic=100, n_reference=200, n_aux=50, aux_train_steps=10, ddim_steps=4,
+        n_real=200, n_real_fresh=100, n_synthetic=100, n_reference=200, n_aux=50, aux_train_steps=10, sampling_steps=4,
         checkpoint_every=10, sample_batch_size=50, learning_rate=2e-3, ema_decay=0.9, n_validation=100,
+        loss_weighting="min_snr", sampling_scheduler="unipc",   # the tests run what the cpu preset runs
     ),
-    "cpu": dict(),  # the dataclass defaults are the cpu preset
+    # the dataclass defaults, and what round 3 tuned on the validation split (benchmarks/frontier.py, README
+    # "Base model"): min-SNR-5 weighting and UniPC at 10 steps, with 600 steps instead of 360. The fields'
+    # own defaults stay what a run folder from before the field existed meant.
+    "cpu": dict(train_steps=600, loss_weighting="min_snr", sampling_scheduler="unipc"),
     "cifar10": dict(
         data="uoft-cs/cifar10", resolution=32, block_out_channels=(128, 256, 256, 256), layers_per_block=2,
         attention=True, prediction_type="epsilon", train_steps=100_000, batch_size=128, learning_rate=2e-4,
-        ema_decay=0.9999, checkpoint_every=5000, ddim_steps=100, n_real=40_000, n_synthetic=50_000,
+        ema_decay=0.9999, checkpoint_every=5000, sampling_steps=100, n_real=40_000, n_synthetic=50_000,
         n_reference=8_000, n_validation=2_000, n_aux=10_000, aux_train_steps=5000, sample_batch_size=1000,
         features="inception", mixed_precision="bf16", channels_last=True,
     ),
@@ -119,9 +152,17 @@ INITS = ("scratch", "previous")
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 MIXED_PRECISION = ("no", "bf16", "fp16")
 SAMPLING_DTYPES = ("auto", "bfloat16", "float32")
+SAMPLING_SCHEDULERS = ("ddim", "dpmsolver", "unipc")  # autophagy.models.SAMPLE_SCHEDULERS
+TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
+LOSS_WEIGHTINGS = ("none", "min_snr")
 EVALUATION_SPLITS = ("reference", "validation")
 TRACKERS = ("none", "tensorboard", "wandb", "mlflow")
 FEATURE_SPACE_NAMES = ("auto", "lenet", "autoencoder", "inception")  # autophagy.features.FEATURE_SPACES
+
+
+def field_names() -> tuple[str, ...]:
+    """The names of every config field (what a registration may declare that it uses)."""
+    return tuple(f.name for f in dataclasses.fields(RunConfig))
 
 
 def make_config(preset: str = "cpu", **overrides) -> RunConfig:
@@ -151,13 +192,16 @@ def validate(cfg: RunConfig) -> RunConfig:
     choose("mixed_precision", cfg.mixed_precision, MIXED_PRECISION)
     choose("sampling_dtype", cfg.sampling_dtype, SAMPLING_DTYPES)
     choose("evaluate_on", cfg.evaluate_on, EVALUATION_SPLITS)
+    choose("sampling_scheduler", cfg.sampling_scheduler, SAMPLING_SCHEDULERS)
+    choose("timestep_spacing", cfg.timestep_spacing, TIMESTEP_SPACINGS)
+    choose("loss_weighting", cfg.loss_weighting, LOSS_WEIGHTINGS)
     choose("log_with", cfg.log_with, TRACKERS)
     for name in ("generations", "n_real", "n_synthetic", "n_reference", "train_steps", "batch_size",
-                 "ddim_steps", "sample_batch_size", "k", "resolution", "layers_per_block", "n_aux", "aux_train_steps"):
+                 "sampling_steps", "sample_batch_size", "k", "resolution", "layers_per_block", "n_aux", "aux_train_steps"):
         at_least(name, getattr(cfg, name), 1)
-    for name in ("n_real_fresh", "checkpoint_every", "seed", "n_validation", "ema_warmup_steps"):
+    for name in ("n_real_fresh", "checkpoint_every", "seed", "n_validation", "ema_warmup_steps", "lr_warmup_steps"):
         at_least(name, getattr(cfg, name), 0)
-    for name in ("guidance_weight", "neon_weight"):
+    for name in ("guidance_weight", "neon_weight", "snr_gamma"):
         value = getattr(cfg, name)
         if not (value >= 0 and value < float("inf")):
             raise ConfigError(f"--{name.replace('_', '-')}: {value!r} is not allowed; it must be a finite number >= 0")

@@ -79,7 +79,9 @@ def load_image_dataset(source: str) -> datasets.Dataset:
         if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
             ds = datasets.load_from_disk(str(path))
         else:
-            ds = datasets.load_dataset("imagefolder", data_dir=str(path), split="train")
+            # the builder's Arrow cache goes into the autophagy cache, not ~/.cache/huggingface
+            ds = datasets.load_dataset("imagefolder", data_dir=str(path), split="train",
+                                       cache_dir=str(cache_dir() / "datasets"))
     else:
         try:
             ds = datasets.load_dataset(source, split="train")
@@ -104,13 +106,33 @@ def _standardise_columns(ds: datasets.Dataset, source: str) -> datasets.Dataset:
     return ds
 
 
+HIGH_BIT_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def to_8bit(img: Image.Image, name: str) -> Image.Image:
+    """An 8-bit image of a 16-bit, 32-bit or float grey image, scaled by its bit depth (Pillow's own
+    convert("L") clips them: every value above 255 would become white). Other modes are returned as they are."""
+    if img.mode not in HIGH_BIT_DEPTH:
+        return img
+    values = np.asarray(img, dtype=np.float64)
+    if img.mode == "F":
+        full = 1.0 if values.max(initial=0) <= 1.0 else 255.0
+    elif img.mode.startswith("I;16") or values.max(initial=0) > 255:
+        full = 65535.0
+    else:
+        full = 255.0
+    if values.min(initial=0) < 0 or values.max(initial=0) > full:
+        raise ConfigError(f"--data: image {name} has {img.mode} values outside 0..{full:g}; convert it to 8 or 16 bits")
+    return Image.fromarray(np.round(values / full * 255).astype(np.uint8), mode="L")
+
+
 def to_arrays(ds: datasets.Dataset, resolution: int, skip_unreadable: bool = False) -> tuple[np.ndarray, np.ndarray | None, int]:
     """Decode, resize to `resolution`, stack: (images (N,C,H,W) uint8, labels or None, num_classes).
 
     Images are decoded here rather than by `datasets` so an undecodable file is named in the error.
     """
     raw = ds.cast_column("image", datasets.Image(decode=False))
-    decoded, labels = [], []
+    decoded, labels, files = [], [], []
     for i, (item, label) in enumerate(zip(raw["image"], raw["label"])):
         name = item.get("path") or f"row {i}"
         try:
@@ -122,11 +144,13 @@ def to_arrays(ds: datasets.Dataset, resolution: int, skip_unreadable: bool = Fal
             raise ConfigError(f"--data: image {name} cannot be decoded ({type(exc).__name__})") from None
         decoded.append(img)
         labels.append(label)
+        files.append(name)
     if not decoded:
         raise ConfigError("--data: no readable image found")
-    grayscale = all(img.mode in ("L", "1", "I", "I;16", "F") for img in decoded)
+    grayscale = all(img.mode in ("L", "1", *HIGH_BIT_DEPTH) for img in decoded)
     mode = "L" if grayscale else "RGB"
-    arrays = [np.asarray(img.convert(mode).resize((resolution, resolution), Image.BICUBIC)) for img in decoded]
+    arrays = [np.asarray(to_8bit(img, files[i]).convert(mode).resize((resolution, resolution), Image.BICUBIC))
+              for i, img in enumerate(decoded)]
     images = np.stack(arrays)
     images = images[:, None] if grayscale else images.transpose(0, 3, 1, 2)
     labels = np.asarray(labels, dtype=np.int64)

@@ -64,10 +64,11 @@ class LeNet(nn.Module):
 
 class LeNetFeatures:
     name = "lenet"
+    quality_name = "lenet_accuracy"  # the baseline.json key of `quality`
 
-    def __init__(self, model: LeNet, accuracy: float, identity: str):
+    def __init__(self, model: LeNet, quality: float, identity: str):
         self.model = model.eval()
-        self.accuracy = accuracy  # held-out accuracy (validation split), reported in baseline.json
+        self.quality = quality    # held-out quality of the network (lenet: accuracy on the validation split)
         self.identity = identity  # hash of the weights: names exactly which network gave the features
 
     @torch.inference_mode()
@@ -149,9 +150,9 @@ def train_lenet(real: RealData, seed: int = LENET_SEED) -> LeNetFeatures:
     model.eval()
     extractor = LeNetFeatures(model, 0.0, weights_id(model))
     predicted = extractor.classify(real.images[held_out])
-    extractor.accuracy = float((predicted == real.labels[held_out]).mean())
-    _save_network(path, model, extractor.accuracy)
-    print(f"lenet feature extractor trained: held-out accuracy {extractor.accuracy:.3f} (cached at {path})")
+    extractor.quality = float((predicted == real.labels[held_out]).mean())
+    _save_network(path, model, extractor.quality)
+    print(f"lenet feature extractor trained: held-out accuracy {extractor.quality:.3f} (cached at {path})")
     return extractor
 
 
@@ -227,6 +228,7 @@ class AutoEncoder(nn.Module):
 
 class AutoEncoderFeatures(LeNetFeatures):
     name = "autoencoder"
+    quality_name = "autoencoder_heldout_mse"  # `quality` is its held-out reconstruction error
 
     def classify(self, images: np.ndarray) -> None:
         return None  # no labels, no class statistics
@@ -238,7 +240,7 @@ AUTOENCODER_CONFIG = dict(version=1, epochs=10, batch_size=64, learning_rate=1e-
 def train_autoencoder(real: RealData, seed: int = LENET_SEED) -> AutoEncoderFeatures:
     """The default feature network for data without labels: an autoencoder trained once per data set
     on the real pool (never on validation or reference images), cached like lenet; features are its
-    bottleneck. `accuracy` holds its held-out reconstruction error (mean squared, images in [-1, 1])."""
+    bottleneck. `quality` holds its held-out reconstruction error (mean squared, images in [-1, 1])."""
     key = json.dumps({**AUTOENCODER_CONFIG, "data": real.fingerprint(), "shape": list(real.images.shape[1:]),
                       "seed": seed}, sort_keys=True)
     path = cache_dir() / "autoencoder" / f"ae-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"

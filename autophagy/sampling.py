@@ -1,4 +1,4 @@
-"""Draw images with DDIM: plain, with classifier-free guidance (MAD's sampling bias λ), and with the
+"""Draw images (DDIM, DPM-Solver++ or UniPC, diffusers' schedulers): plain, with classifier-free guidance (MAD's sampling bias λ), and with the
 SIMS extrapolation from an auxiliary model.
 
 Both guidances extrapolate the network output in whatever parametrisation it predicts (ε, v and the
@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from diffusers import UNet2DModel
 
+from autophagy import threads
 from autophagy.config import RunConfig
-from autophagy.models import build_sample_scheduler
+from autophagy.models import build_sample_scheduler, scheduler_step
 from autophagy.seeding import torch_generator
 
 
@@ -29,22 +30,22 @@ class GuidedDenoiser:
     base: UNet2DModel
     aux: UNet2DModel | None = None   # SIMS auxiliary model (fine-tuned on the base's own samples)
     guidance_weight: float = 0.0     # SIMS ω
-    cfg_weight: float = 0.0          # classifier-free guidance w = 1/λ − 1
+    class_guidance_weight: float = 0.0          # classifier-free guidance w = 1/λ − 1
     channels_last: bool = False
 
     @property
     def networks_per_step(self) -> int:
         """Network evaluations per image and sampling step (for the compute accounting)."""
-        return (2 if self.cfg_weight else 1) * (2 if self.aux is not None and self.guidance_weight else 1)
+        return (2 if self.class_guidance_weight else 1) * (2 if self.aux is not None and self.guidance_weight else 1)
 
     # Each network output is cast to float32 before a guidance combination, so under bf16 autocast a small
     # difference between the two outputs is never rounded to bf16's 8 bits of mantissa.
     def _net(self, model: UNet2DModel, x: torch.Tensor, t, labels: torch.Tensor | None) -> torch.Tensor:
-        if labels is None or self.cfg_weight == 0:
+        if labels is None or self.class_guidance_weight == 0:
             return model(x, t, class_labels=labels).sample.float()
         null = torch.full_like(labels, model.config.num_class_embeds - 1)
         cond, uncond = model(torch.cat([x, x]), t, class_labels=torch.cat([labels, null])).sample.float().chunk(2)
-        return combine(cond, uncond, self.cfg_weight)
+        return combine(cond, uncond, self.class_guidance_weight)
 
     def __call__(self, x: torch.Tensor, t, labels: torch.Tensor | None = None) -> torch.Tensor:
         if self.channels_last:
@@ -66,9 +67,9 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 
 @torch.inference_mode()
-def ddim_sample(denoiser: GuidedDenoiser, cfg: RunConfig, n_images: int, generator: torch.Generator,
+def sample_batch(denoiser: GuidedDenoiser, cfg: RunConfig, n_images: int, generator: torch.Generator,
                 num_classes: int = 0, device="cpu", autocast=None) -> tuple[np.ndarray, np.ndarray | None]:
-    """One batch of `n_images` from pure noise with `cfg.ddim_steps` DDIM steps (η = 0)."""
+    """One batch of `n_images` from pure noise with `cfg.sampling_steps` steps of the sampling scheduler."""
     base = denoiser.base
     shape = (n_images, base.config.in_channels, base.config.sample_size, base.config.sample_size)
     x = torch.randn(shape, generator=generator).to(device)
@@ -82,7 +83,7 @@ def ddim_sample(denoiser: GuidedDenoiser, cfg: RunConfig, n_images: int, generat
                 out = denoiser(x, t, labels)
         else:
             out = denoiser(x, t, labels)
-        x = scheduler.step(out.float(), t, x, eta=0.0).prev_sample
+        x = scheduler_step(scheduler, out.float(), t, x)
     return to_uint8(x), (labels.cpu().numpy() if labels is not None else None)
 
 
@@ -95,6 +96,7 @@ def sample_chunks(denoiser: GuidedDenoiser, cfg: RunConfig, n_images: int, seed_
     """Yield (chunk_index, images uint8, labels) for the chunks asked for (all by default)."""
     sizes = chunk_sizes(n_images, cfg.sample_batch_size)
     for index in (range(len(sizes)) if chunks is None else chunks):
+        threads.rebalance()
         generator = torch_generator(seed_ints[0], purpose, *seed_ints[1:], index)
-        images, labels = ddim_sample(denoiser, cfg, sizes[index], generator, num_classes, device, autocast)
+        images, labels = sample_batch(denoiser, cfg, sizes[index], generator, num_classes, device, autocast)
         yield index, images, labels

@@ -8,9 +8,10 @@ import numpy as np
 import torch
 
 # Each use of randomness has a fixed integer, so the streams never overlap and never move.
+# Retired integers, never to be reused: 6 (aux_train) and 8 (labels) were never drawn from.
 PURPOSES = {
-    "split": 1, "real_draw": 2, "train": 3, "sample": 4, "aux_sample": 5, "aux_train": 6,
-    "lenet": 7, "labels": 8, "reuse": 9, "init": 10, "plain_sample": 11, "subset": 12, "subsample": 13,
+    "split": 1, "real_draw": 2, "train": 3, "sample": 4, "aux_sample": 5,
+    "lenet": 7, "reuse": 9, "init": 10, "plain_sample": 11, "subset": 12, "subsample": 13,
 }
 
 

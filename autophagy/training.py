@@ -10,8 +10,10 @@ the same NaN.
 """
 from __future__ import annotations
 
+import copy
 import json
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +22,10 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from diffusers import UNet2DModel
-from diffusers.training_utils import EMAModel
+from diffusers.training_utils import EMAModel, compute_snr
 from tqdm.auto import tqdm
 
-from autophagy import faults
+from autophagy import faults, threads
 from autophagy.config import ConfigError, RunConfig
 from autophagy.rundir import atomic_write_text
 from autophagy.models import build_train_scheduler
@@ -63,9 +65,53 @@ class TrainStats:
     ema_decay_effective: float    # the EMA decay applied at the last step
 
 
+# What a checkpoint folder must hold to be resumed from. The EMA weights are saved as safetensors beside
+# accelerate's state, not through `register_for_checkpointing`: accelerate unpickles those with
+# weights_only=False, and a run folder received from someone else must never execute code.
+CHECKPOINT_FILES = ("model.safetensors", "optimizer.bin", "ema.safetensors")
+
+
 def _latest_checkpoint(checkpoint_dir: Path) -> tuple[int, Path | None]:
     done = sorted(checkpoint_dir.glob("step_*[0-9]")) if checkpoint_dir.exists() else []
     return (int(done[-1].name.split("_")[1]), done[-1]) if done else (0, None)
+
+
+def _resume(accelerator: Accelerator, model, optimizer, ema: EMAModel, checkpoint_dir: Path, description: str) -> int:
+    """Load the latest checkpoint; return its step (0 without one). A damaged checkpoint (a file missing or
+    unreadable on any process) is said, removed, and every process starts again from step 0 with the
+    initial weights: the steps are seeded by their number, so the result is an uninterrupted run's."""
+    from safetensors.torch import load_file
+    step, latest = _latest_checkpoint(checkpoint_dir)
+    if latest is None:
+        return 0
+    initial = (copy.deepcopy(accelerator.unwrap_model(model).state_dict()), copy.deepcopy(optimizer.state_dict()),
+               [p.clone() for p in ema.shadow_params])
+    error = None
+    try:
+        missing = [f for f in CHECKPOINT_FILES if not (latest / f).is_file()]
+        if missing:
+            raise FileNotFoundError(", ".join(missing))
+        accelerator.load_state(str(latest))
+        shadow = load_file(str(latest / "ema.safetensors"), device="cpu")
+        ema.shadow_params = [shadow[str(i)].to(accelerator.device) for i in range(len(ema.shadow_params))]
+        ema.optimization_step = step
+    except Exception as exc:  # noqa: BLE001 — any damage: retrain rather than stop
+        error = f"{type(exc).__name__}: {exc}"
+    # every process takes the same branch: one that could not read its part makes all of them retrain
+    failed = accelerator.reduce(torch.tensor(float(error is not None), device=accelerator.device), reduction="sum")
+    if failed.item() == 0:
+        return step
+    accelerator.unwrap_model(model).load_state_dict(initial[0])
+    optimizer.load_state_dict(initial[1])
+    ema.shadow_params, ema.optimization_step = initial[2], 0
+    if error is not None:
+        print(f"autophagy: {description}: checkpoint {latest} is damaged ({error}); training again from step 0",
+              file=sys.stderr, flush=True)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(latest, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return 0
 
 
 def _retries(checkpoint_dir: Path | None) -> int:
@@ -105,6 +151,16 @@ class _Batches:
         return x_t, timesteps, cond, target
 
 
+def loss_weights(scheduler, timesteps: torch.Tensor, cfg: RunConfig) -> torch.Tensor | None:
+    """Min-SNR-γ (Hang et al. 2023): weight each timestep's loss by min(SNR, γ) / SNR of the target, i.e.
+    min(SNR, γ)/SNR for ε-prediction and min(SNR, γ)/(SNR + 1) for v-prediction; None for a plain MSE."""
+    if cfg.loss_weighting == "none":
+        return None
+    snr = compute_snr(scheduler, timesteps)
+    clipped = torch.clamp(snr, max=cfg.snr_gamma)
+    return clipped / (snr + 1) if cfg.prediction_type == "v_prediction" else clipped / snr
+
+
 def _batches(accelerator: Accelerator, model, images, labels, cfg, seed_ints, retries) -> _Batches:
     world = accelerator.num_processes
     if cfg.batch_size % world:
@@ -140,6 +196,7 @@ def train_diffusion(
     seed_ints: tuple[int, ...],       # (run seed, generation, role): the integers all randomness derives from
     checkpoint_dir: Path | None = None,
     description: str = "train",
+    on_step=None,                     # on_step(steps_done, ema): watch training (the frontier benchmark's snapshots)
 ) -> tuple[UNet2DModel, TrainStats]:
     """Train `model` in place for `train_steps` steps; return it holding its EMA weights, and its stats."""
     accelerator = make_accelerator(cfg)
@@ -150,11 +207,8 @@ def train_diffusion(
     model, optimizer = accelerator.prepare(model, optimizer)
     ema = make_ema(accelerator.unwrap_model(model).parameters(), cfg)
     ema.to(accelerator.device)
-    accelerator.register_for_checkpointing(ema)
 
-    start_step, latest = _latest_checkpoint(checkpoint_dir) if checkpoint_dir is not None else (0, None)
-    if latest is not None:
-        accelerator.load_state(str(latest))
+    start_step = _resume(accelerator, model, optimizer, ema, checkpoint_dir, description) if checkpoint_dir is not None else 0
     batches = _batches(accelerator, model, images, labels, cfg, seed_ints, _retries(checkpoint_dir))
 
     model.train()
@@ -164,8 +218,15 @@ def train_diffusion(
         x_t, timesteps, cond, target = batches(step, scheduler, cfg)
         with accelerator.autocast():
             pred = model(x_t, timesteps, class_labels=cond).sample
-        loss = F.mse_loss(pred.float(), target)
+        weights = loss_weights(scheduler, timesteps, cfg)
+        if weights is None:
+            loss = F.mse_loss(pred.float(), target)
+        else:
+            loss = (F.mse_loss(pred.float(), target, reduction="none").mean(dim=(1, 2, 3)) * weights).mean()
         accelerator.backward(loss)
+        if cfg.lr_warmup_steps:  # a linear ramp, a function of the step alone (so resume needs no state)
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.learning_rate * min(1.0, (step + 1) / cfg.lr_warmup_steps)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         ema.step(accelerator.unwrap_model(model).parameters())
@@ -173,11 +234,14 @@ def train_diffusion(
         done = step + 1
         at_checkpoint = checkpoint_dir is not None and cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < train_steps
         if done % NAN_CHECK_EVERY == 0 or at_checkpoint or done == train_steps:
+            threads.rebalance()  # another autophagy process may have started or ended
             value = _check_finite(accelerator, loss, done, description, checkpoint_dir)
             bar.set_postfix(loss=f"{value:.4f}", refresh=False)
         if at_checkpoint:
-            _save_checkpoint(accelerator, checkpoint_dir, done)
+            _save_checkpoint(accelerator, ema, checkpoint_dir, done)
         faults.reached("train", *seed_ints[1:], done)
+        if on_step is not None:
+            on_step(done, ema)
     bar.close()
 
     unwrapped = accelerator.unwrap_model(model)
@@ -189,14 +253,19 @@ def train_diffusion(
     return unwrapped.to(memory_format=torch.contiguous_format), stats
 
 
-def _save_checkpoint(accelerator: Accelerator, checkpoint_dir: Path, step: int) -> None:
-    """accelerate save_state into a temporary folder, renamed into place; older ones removed."""
+def _save_checkpoint(accelerator: Accelerator, ema: EMAModel, checkpoint_dir: Path, step: int) -> None:
+    """accelerate save_state and the EMA weights (safetensors) into a temporary folder, renamed into
+    place; older ones removed."""
+    from safetensors.torch import save_file
     final = checkpoint_dir / f"step_{step:07d}"
     tmp = checkpoint_dir / f"step_{step:07d}.tmp"
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
+    if accelerator.is_main_process:
+        save_file({str(i): p.detach().contiguous().cpu() for i, p in enumerate(ema.shadow_params)},
+                  str(tmp / "ema.safetensors"))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         tmp.rename(final)

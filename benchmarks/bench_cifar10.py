@@ -1,7 +1,7 @@
 """What one `cifar10` generation costs: FLOPs always, and on a GPU measured images/s at bf16 and fp32.
 
     python benchmarks/bench_cifar10.py                      # on a GPU machine: times bf16 and fp32
-    python benchmarks/bench_cifar10.py --time-on-cpu --steps 2 --samples 4 --batch-size 4 --ddim-steps 2  # smoke
+    python benchmarks/bench_cifar10.py --time-on-cpu --steps 2 --samples 4 --batch-size 4 --sampling-steps 2  # smoke
 
 Counts the FLOPs of one forward pass of the preset's UNet2DModel (torch's FlopCounterMode), then
 times autophagy's own trainer (accelerate, EMA) and DDIM sampler on random images of the preset's
@@ -61,7 +61,7 @@ def sample_images_per_s(cfg, n_images: int, device: str, guided: bool) -> float:
     denoiser = GuidedDenoiser(base, aux, cfg.guidance_weight if guided else 0.0, channels_last=cfg.channels_last)
     autocast = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if cfg.mixed_precision == "bf16" else None
     one_chunk = dataclasses.replace(cfg, sample_batch_size=n_images)
-    list(sample_chunks(denoiser, dataclasses.replace(one_chunk, ddim_steps=2), n_images, (0, 0, 0), device=device,
+    list(sample_chunks(denoiser, dataclasses.replace(one_chunk, sampling_steps=2), n_images, (0, 0, 0), device=device,
                        autocast=autocast))  # warm-up
     sync(device)
     start = time.perf_counter()
@@ -76,11 +76,11 @@ def main():
     p.add_argument("--steps", type=int, default=50, help="training steps per timing")
     p.add_argument("--samples", type=int, default=1000, help="images per sampling timing (with the preset's DDIM steps)")
     p.add_argument("--batch-size", type=int, help="override the preset's training batch")
-    p.add_argument("--ddim-steps", type=int, help="override the preset's DDIM steps")
+    p.add_argument("--sampling-steps", type=int, help="override the preset's DDIM steps")
     p.add_argument("--channels-last", choices=("preset", "on", "off"), default="preset",
                    help="memory format of training and of the sampler's input (preset: on)")
     args = p.parse_args()
-    overrides = {"batch_size": args.batch_size, "ddim_steps": args.ddim_steps}
+    overrides = {"batch_size": args.batch_size, "sampling_steps": args.sampling_steps}
     cfg = make_config("cifar10", **{k: v for k, v in overrides.items() if v})
     if args.channels_last != "preset":
         cfg = dataclasses.replace(cfg, channels_last=args.channels_last == "on")
@@ -88,11 +88,11 @@ def main():
     flops = forward_flops(model, cfg)
     train_images = cfg.train_steps * cfg.batch_size
     sims_train_images = train_images + cfg.aux_train_steps * cfg.batch_size
-    plain_evals = cfg.n_synthetic * cfg.ddim_steps
-    sims_evals = (cfg.n_aux + 2 * cfg.n_synthetic) * cfg.ddim_steps
+    plain_evals = cfg.n_synthetic * cfg.sampling_steps
+    sims_evals = (cfg.n_aux + 2 * cfg.n_synthetic) * cfg.sampling_steps
     print(f"cifar10 preset: UNet2DModel {parameter_count(model) / 1e6:.1f} M parameters, {flops / 1e9:.2f} GFLOP per "
           f"image forward at {cfg.resolution}x{cfg.resolution}, batch {cfg.batch_size}, {cfg.train_steps} steps, "
-          f"{cfg.n_synthetic} samples x {cfg.ddim_steps} DDIM steps")
+          f"{cfg.n_synthetic} samples x {cfg.sampling_steps} DDIM steps")
     print(f"one generation, plain sampler: {3 * flops * train_images / 1e15:.1f} PFLOP training (3 x forward) + "
           f"{flops * plain_evals / 1e15:.2f} PFLOP sampling")
     print(f"one generation, SIMS sampler:  {3 * flops * sims_train_images / 1e15:.1f} PFLOP training incl. aux + "

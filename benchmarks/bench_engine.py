@@ -105,7 +105,7 @@ def bench_sampling(cfg, n_images, repeats):
 
     def pipeline():
         start = time.perf_counter()
-        pipe(batch_size=n_images, num_inference_steps=cfg.ddim_steps, output_type="np", generator=torch.Generator().manual_seed(0))
+        pipe(batch_size=n_images, num_inference_steps=cfg.sampling_steps, output_type="np", generator=torch.Generator().manual_seed(0))
         return time.perf_counter() - start
 
     def ours(denoiser):

@@ -18,7 +18,7 @@ from pathlib import Path
 from autophagy import hardware
 from autophagy.config import make_config
 from autophagy.features import build_extractor
-from loops.orchestrator import load_data_for
+from loops.run import load_data_for
 from loops.sweep import expand, run_sweep
 
 

@@ -4,7 +4,7 @@
 
 For each seed: generation 0 of a SIMS run with `evaluate_on=validation` (base θ_0 and the auxiliary
 model are the very models `autophagy run --regime sims` trains: same seeds, same code, the
-orchestrator's own `Generation`), then S_0 drawn with every ω and scored against the validation
+loop's own `GenerationContext`), then S_0 drawn with every ω and scored against the validation
 split; the reference set (the test set) is never read. Prints one line per ω with the machine.
 """
 from __future__ import annotations
@@ -14,13 +14,12 @@ import shutil
 import time
 from pathlib import Path
 
-from accelerate import PartialState
-
 from autophagy import hardware
 from autophagy.config import make_config
 from autophagy.rundir import RunDir
 from autophagy.sampling import GuidedDenoiser
-from loops.orchestrator import BASE, Generation, _Loop, load_data_for
+from loops.generation import GenerationContext
+from loops.run import RunState, load_data_for, process_state
 from loops.regimes import validate_run
 from loops.samplers import neon_merge
 
@@ -39,19 +38,19 @@ def main():
         rd = RunDir(args.out / f"s{seed}")
         rd.root.mkdir(parents=True, exist_ok=True)
         rd.check_or_write_config(cfg)
-        loop = _Loop(cfg, rd, load_data_for(cfg), PartialState(cpu=True), print)
-        gen = Generation(loop, 0)
+        loop = RunState(cfg, rd, load_data_for(cfg), process_state(), print)
+        gen = GenerationContext(loop, 0)
         start = time.perf_counter()
-        base, _ = gen.base_model()
-        aux, work = gen.auxiliary_model(base)
+        base, _ = gen.base_model(gen.training_data())
+        aux, cost = gen.auxiliary_model(base)
         print(f"seed {seed}: base + auxiliary model {time.perf_counter() - start:.0f}s "
-              f"(aux {work['seconds']:.0f}s)", flush=True)
+              f"(aux {cost['seconds']:.0f}s)", flush=True)
         candidates = [(f"SIMS ω={float(w):g}", GuidedDenoiser(base, aux, float(w))) for w in args.omegas.split(",") if w]
         candidates += [(f"Neon w={float(w):g}", gen.denoiser(neon_merge(base, aux, float(w)))) for w in args.neon.split(",") if w]
         for name, denoiser in candidates:
-            chunk_dir = gen.work / f"sweep_{name.replace(' ', '_')}"
+            chunk_dir = gen.work_dir / "chunks"   # the same seeds for every candidate: paired draws
             start = time.perf_counter()
-            samples, _ = gen.draw(denoiser, cfg.n_synthetic, BASE, chunk_dir)
+            samples, _ = gen.draw(denoiser, cfg.n_synthetic, "sample")
             seconds = time.perf_counter() - start
             row = loop.scorer.score(samples, seed)
             print(f"seed {seed} {name:14s} validation fid {row['fid']:7.1f} kid {row['kid']:7.3f} precision "

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from autophagy import hardware
 from autophagy.config import RunConfig, make_config
-from loops.orchestrator import run_loop
+from loops.run import run_loop
 
 
 def parse_variant(text: str) -> dict:

@@ -1,1 +1,1 @@
-"""The self-consuming regimes (registry) and the generation orchestrator."""
+"""The self-consuming regimes and samplers (registries), and the run of generations over them (see README: where things are)."""

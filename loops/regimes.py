@@ -11,10 +11,13 @@ Generation 0 always trains on R_0 (n_real real images). For t >= 1:
     sims                     as synthetic-augmentation, S_t drawn with the SIMS sampler
     neon                     as synthetic-augmentation, S_t drawn with Neon's merged model
 
-Built-ins register exactly as a plug-in does (`register_regime`).
+Built-ins register exactly as a plug-in does (`register_regime`), declaring the config fields they
+read (`uses`: they stay out of the generation-0 key, since generation 0 is R_0 for every regime) and the
+unmitigated regime they are a mitigation of (`control`: the report pairs them against it).
 
 A regime names real images by index into the dataset and synthetic sets by generation; the
-orchestrator turns that into arrays.
+generation (loops.generation) checks that and turns it into arrays: a regime can never put a
+validation or reference image, or an index that is not there, into a training set.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from autophagy.config import ConfigError, RunConfig, validate
+from autophagy.config import ConfigError, RunConfig, field_names, validate
 from autophagy.seeding import rng_for
 
 
@@ -49,6 +52,7 @@ class RealDraws:
 
     def __init__(self, pool: np.ndarray, cfg: RunConfig, samples=None, verifier=None, num_classes: int = 0):
         self.pool, self.cfg = pool, cfg
+        self.pool_members = np.sort(pool)
         self.order = pool[rng_for(cfg.seed, "real_draw").permutation(len(pool))]
         self.samples, self.verifier, self.num_classes = samples, verifier, num_classes
 
@@ -86,6 +90,8 @@ class Regime:
     build: Callable[[int, RealDraws], TrainingSet]   # D_t for t >= 1
     sampler: str | None = None                        # how S_t is drawn unless --sampler says otherwise (None: plain)
     fresh_real: bool = False                          # draws new real images every generation
+    uses: tuple[str, ...] = ()                        # config fields build() reads (from generation 1 on)
+    control: str | None = None                        # the unmitigated regime this one mitigates
     description: str = ""
 
     def training_set(self, t: int, draws: RealDraws) -> TrainingSet:
@@ -96,12 +102,54 @@ REGIMES: dict[str, Regime] = {}
 
 
 def register_regime(name: str, build: Callable[[int, RealDraws], TrainingSet], *, sampler: str | None = None,
-                    fresh_real: bool = False, description: str = "") -> None:
+                    fresh_real: bool = False, uses: tuple[str, ...] = (), control: str | None = None,
+                    description: str = "") -> None:
     """Add a regime: `build(t, draws)` returns D_t for t >= 1 as a TrainingSet (generation 0 is always
-    R_0 = draws.draw(0)); `sampler` names how its S_t are drawn by default. A taken name is refused."""
+    R_0 = draws.draw(0)); `sampler` names how its S_t are drawn by default, `uses` the config fields
+    build() reads, `control` the regime it is a mitigation of. A taken name is refused."""
     if name in REGIMES:
         raise ConfigError(f"--plugin: regime {name!r} is already registered; choose another name")
-    REGIMES[name] = Regime(build, sampler, fresh_real, description)
+    unknown = [f for f in uses if f not in field_names()]
+    if unknown:
+        raise ConfigError(f"--plugin: regime {name!r} declares uses={unknown}, which are not config fields")
+    REGIMES[name] = Regime(build, sampler, fresh_real, tuple(uses), control, description)
+
+
+def regime_fields() -> set[str]:
+    """Every config field some registered regime reads (none of them matters to generation 0)."""
+    return {f for r in REGIMES.values() for f in r.uses} | {"n_real_fresh", "allow_reuse"}
+
+
+def _bad(name: str, t: int, problem: str) -> ConfigError:
+    return ConfigError(f"--regime: {name!r} built a training set for generation {t} that {problem}")
+
+
+def check_training_set(name: str, t: int, ts: TrainingSet, pool_members: np.ndarray, size_of) -> None:
+    """Refuse a TrainingSet that is not one: wrong types, real images outside the training pool (the
+    validation and reference splits can never be trained on), synthetic parts of generations that do
+    not exist yet or indices outside them (`size_of(g)`: |S_g|)."""
+    if not isinstance(ts, TrainingSet):
+        raise _bad(name, t, f"is a {type(ts).__name__}, not a TrainingSet")
+    real = ts.real_indices
+    if not isinstance(real, np.ndarray) or real.ndim != 1 or (len(real) and not np.issubdtype(real.dtype, np.integer)):
+        raise _bad(name, t, f"has real_indices of type {type(real).__name__}; give a 1-d integer numpy array")
+    outside = real[~np.isin(real, pool_members)]
+    if len(outside):
+        raise _bad(name, t, f"names {len(outside)} real image(s) outside the training pool (e.g. index "
+                            f"{int(outside[0])}); use indices from draws.draw(...) only")
+    if not isinstance(ts.synthetic_generations, tuple):
+        raise _bad(name, t, f"has synthetic_generations of type {type(ts.synthetic_generations).__name__}; give a tuple")
+    if ts.synthetic_indices is not None and not isinstance(ts.synthetic_indices, dict):
+        raise _bad(name, t, f"has synthetic_indices of type {type(ts.synthetic_indices).__name__}; give a dict")
+    for g, indices in ts.synthetic_parts():
+        if not isinstance(g, (int, np.integer)) or not 0 <= g < t:
+            raise _bad(name, t, f"uses the synthetic set of generation {g!r}; only generations 0..{t - 1} exist")
+        if indices is None:
+            continue
+        if not isinstance(indices, np.ndarray) or indices.ndim != 1 or (len(indices) and not np.issubdtype(indices.dtype, np.integer)):
+            raise _bad(name, t, f"keeps a subset of S_{g} of type {type(indices).__name__}; give a 1-d integer numpy array")
+        if len(indices) and (indices.min() < 0 or indices.max() >= size_of(g)):
+            raise _bad(name, t, f"keeps indices outside S_{g} (0..{size_of(g) - 1})")
 
 
 NO_REAL = np.empty(0, dtype=np.int64)
@@ -135,17 +183,26 @@ register_regime("fully-synthetic", lambda t, d: TrainingSet(NO_REAL, (t - 1,)),
 register_regime("synthetic-augmentation", lambda t, d: TrainingSet(d.draw(0), (t - 1,)),
                 description="D_t = R_0 ∪ S_{t-1} (MAD)")
 register_regime("fresh-data", lambda t, d: TrainingSet(d.draw(t), (t - 1,)), fresh_real=True,
+                uses=("n_real_fresh", "allow_reuse"),
                 description="D_t = R_t ∪ S_{t-1}, R_t fresh real images (MAD)")
 register_regime("accumulate", lambda t, d: TrainingSet(d.draw(0), tuple(range(t))),
                 description="D_t = R_0 ∪ S_0 ∪ … ∪ S_{t-1} (Gerstgrasser et al.)")
 register_regime("accumulate-subsample", accumulate_subsample,
                 description="a uniform subsample of R_0 ∪ S_0 ∪ … ∪ S_{t-1} of size n_real + n_synthetic (Kazdan et al.)")
 register_regime("sims", lambda t, d: TrainingSet(d.draw(0), (t - 1,)), sampler="sims",
+                control="synthetic-augmentation",
                 description="D_t = R_0 ∪ S_{t-1}, S_t drawn with the SIMS sampler (SIMS §4)")
 register_regime("neon", lambda t, d: TrainingSet(d.draw(0), (t - 1,)), sampler="neon",
+                control="synthetic-augmentation",
                 description="D_t = R_0 ∪ S_{t-1}, S_t drawn with Neon's merged model (Neon)")
-register_regime("curated", curated,
+register_regime("curated", curated, uses=("curation_keep",), control="synthetic-augmentation",
                 description="D_t = R_0 ∪ top-q of S_{t-1} by a verifier trained on the real pool (curated loops)")
+
+
+def method_fields(cfg: RunConfig) -> tuple[str, ...]:
+    """The config fields this run's regime and sampler declare that they read."""
+    from loops.samplers import SAMPLERS
+    return tuple(dict.fromkeys(REGIMES[cfg.regime].uses + SAMPLERS[sampler_of(cfg)].uses))
 
 
 def sampler_of(cfg: RunConfig) -> str:

@@ -1,27 +1,67 @@
 """How S_t is drawn from θ_t: a registry of samplers (plain, SIMS, Neon, and any plug-in's).
 
-A sampler's `build(ctx, base)` gets the generation's context (`loops.orchestrator.Generation`:
-the config, the run folder, `ctx.draw(...)`, `ctx.fine_tune(...)`) and the trained base model θ_t, and
-returns a `SamplerSetup`: the denoiser S_t is drawn with, whether its samples are guided (then the
-loop also draws plain samples from θ_t to score the model's own health), and the extra compute it
-spent (auxiliary fine-tunes and auxiliary samples), for the cost columns of the metrics row.
+A sampler's `build(ctx, base)` gets the generation's `SamplerContext` (below: exactly what a sampler
+may call) and the trained base model θ_t, and returns a `SamplerSetup`: the denoiser S_t is drawn with,
+whether its samples are guided (then the loop also draws unguided samples from θ_t to score the model's
+own health, the row's plain_* keys), and the extra compute it spent (auxiliary fine-tunes and auxiliary
+samples), for the cost columns of the metrics row.
+
+A registration declares the config fields the sampler reads (`uses`): they go into the metrics row,
+into the generation-0 key (runs whose samplers read different values never share generation 0) and
+into the report's labels; fields no run at hand uses stay out of its label.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Protocol
 
+import numpy as np
 import torch
 from diffusers import UNet2DModel
 
-from autophagy.config import ConfigError
+from autophagy.config import ConfigError, RunConfig, field_names
+from autophagy.rundir import RunDir
 from autophagy.sampling import GuidedDenoiser
+
+
+class SamplerContext(Protocol):
+    """What a sampler (built-in or plug-in) may use of the generation it draws S_t for."""
+    cfg: RunConfig                  # the run's config
+    t: int                          # the generation
+    device: torch.device            # where the models live
+    run_dir: RunDir                 # the run folder (paths of this generation's saved models)
+    class_guidance_weight: float    # classifier-free guidance w = 1/λ − 1 of MAD's sampling bias (0: none)
+
+    def denoiser(self, model: UNet2DModel) -> GuidedDenoiser:
+        """Sampling from `model` as the loop samples (classifier-free guidance when λ < 1)."""
+
+    def draw(self, denoiser: GuidedDenoiser, n_images: int, purpose: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """n_images from `denoiser`, in resumable chunks spread over the processes; `purpose` names the
+        seed stream and the chunk folder (e.g. "aux_sample")."""
+
+    def fine_tune(self, model: UNet2DModel, images: np.ndarray, labels: np.ndarray | None, name: str, *,
+                  train_steps: int, learning_rate: float | None = None,
+                  warmup_steps: int = 0) -> tuple[UNet2DModel, dict]:
+        """`model` trained further on `images` (saved as gen_t/<name>/ and loaded on resume), with its
+        training stats (train_images, seconds, ...)."""
+
+    def auxiliary_model(self, base: UNet2DModel, name: str = "aux_model", *, n_images: int | None = None,
+                        train_steps: int | None = None, learning_rate: float | None = None,
+                        warmup_steps: int = 0) -> tuple[UNet2DModel, dict]:
+        """A copy of θ_t fine-tuned on n_images of its own samples (SIMS's and Neon's auxiliary model; the
+        defaults are the config's n_aux and aux_train_steps at the base's learning rate), and its cost
+        as SamplerSetup fields (train_images, sample_nfe, seconds)."""
+
+    def saved_model(self, path: Path, make: Callable[[], UNet2DModel]) -> UNet2DModel:
+        """The model saved at `path` by an interrupted run, or `make()`'s, saved there."""
 
 
 @dataclass
 class SamplerSetup:
     denoiser: GuidedDenoiser     # the network output S_t is drawn with
-    guided: bool                 # not a plain draw from θ_t: the loop scores plain samples too (plain_*)
+    guided: bool                 # not a plain draw from θ_t: the loop scores unguided health draws too (plain_*)
     train_images: int = 0        # images seen by the sampler's own training (auxiliary fine-tunes)
     sample_nfe: int = 0          # network evaluations x images of the sampler's own sampling (auxiliary draws)
     seconds: float = 0.0         # time of that extra work
@@ -29,46 +69,57 @@ class SamplerSetup:
 
 @dataclass(frozen=True)
 class Sampler:
-    build: Callable[..., SamplerSetup]
+    build: Callable[[SamplerContext, UNet2DModel], SamplerSetup]
+    uses: tuple[str, ...] = ()   # config fields the sampler reads
     description: str = ""
 
 
 SAMPLERS: dict[str, Sampler] = {}
 
 
-def register_sampler(name: str, build: Callable[..., SamplerSetup], *, description: str = "") -> None:
-    """Add a sampler under `name`; a name that is taken is refused."""
+def register_sampler(name: str, build: Callable[..., SamplerSetup], *, uses: tuple[str, ...] = (),
+                     description: str = "") -> None:
+    """Add a sampler under `name`, declaring the config fields it reads; a taken name or a field that is
+    not a config field is refused."""
     if name in SAMPLERS:
         raise ConfigError(f"--plugin: sampler {name!r} is already registered; choose another name")
-    SAMPLERS[name] = Sampler(build, description)
+    unknown = [f for f in uses if f not in field_names()]
+    if unknown:
+        raise ConfigError(f"--plugin: sampler {name!r} declares uses={unknown}, which are not config fields")
+    SAMPLERS[name] = Sampler(build, tuple(uses), description)
 
 
-def plain(ctx, base: UNet2DModel) -> SamplerSetup:
+def sampler_fields() -> set[str]:
+    """Every config field some registered sampler reads."""
+    return {f for s in SAMPLERS.values() for f in s.uses}
+
+
+def direct(ctx: SamplerContext, base: UNet2DModel) -> SamplerSetup:
     """S_t drawn from θ_t itself (with classifier-free guidance when the sampling bias λ < 1)."""
     denoiser = ctx.denoiser(base)
-    return SamplerSetup(denoiser, guided=bool(denoiser.cfg_weight))
+    return SamplerSetup(denoiser, guided=bool(denoiser.class_guidance_weight))
 
 
-def sims(ctx, base: UNet2DModel) -> SamplerSetup:
+def sims(ctx: SamplerContext, base: UNet2DModel) -> SamplerSetup:
     """SIMS: fine-tune a copy of θ_t on n_aux of its own samples (the auxiliary model), then sample with
     (1 + ω)·out_base − ω·out_aux at every step."""
-    aux, work = ctx.auxiliary_model(base)
-    denoiser = GuidedDenoiser(base, aux.to(ctx.device), ctx.cfg.guidance_weight, ctx.cfg_weight, ctx.cfg.channels_last)
-    return SamplerSetup(denoiser, guided=True, **work)
+    aux, cost = ctx.auxiliary_model(base)
+    denoiser = GuidedDenoiser(base, aux.to(ctx.device), ctx.cfg.guidance_weight, ctx.class_guidance_weight,
+                              ctx.cfg.channels_last)
+    return SamplerSetup(denoiser, guided=True, **cost)
 
 
-def neon(ctx, base: UNet2DModel) -> SamplerSetup:
+def neon(ctx: SamplerContext, base: UNet2DModel) -> SamplerSetup:
     """Neon (Alemohammad et al. 2025): the same auxiliary fine-tune, then merge the weights
     θ = (1 + w)·θ_base − w·θ_aux and sample with that one network."""
-    aux, work = ctx.auxiliary_model(base)
-    merged = ctx.saved_model(ctx.rd.merged_model_dir(ctx.t), lambda: neon_merge(base, aux, ctx.cfg.neon_weight))
-    return SamplerSetup(ctx.denoiser(merged), guided=True, **work)
+    aux, cost = ctx.auxiliary_model(base)
+    merged = ctx.saved_model(ctx.run_dir.merged_model_dir(ctx.t), lambda: neon_merge(base, aux, ctx.cfg.neon_weight))
+    return SamplerSetup(ctx.denoiser(merged), guided=True, **cost)
 
 
 @torch.no_grad()
 def neon_merge(base: UNet2DModel, aux: UNet2DModel, weight: float) -> UNet2DModel:
     """A new model with parameters (1 + w)·θ_base − w·θ_aux (buffers from the base), as in Neon's code."""
-    import copy
     merged = copy.deepcopy(base)
     aux_params = dict(aux.named_parameters())
     for name, param in merged.named_parameters():
@@ -76,6 +127,9 @@ def neon_merge(base: UNet2DModel, aux: UNet2DModel, weight: float) -> UNet2DMode
     return merged
 
 
-register_sampler("plain", plain, description="S_t drawn from θ_t (CFG when --sampling-bias < 1)")
-register_sampler("sims", sims, description="SIMS: (1+ω)·out_base − ω·out_aux, aux fine-tuned on own samples")
-register_sampler("neon", neon, description="Neon: one network with weights (1+w)·θ_base − w·θ_aux")
+AUXILIARY = ("n_aux", "aux_train_steps")
+register_sampler("plain", direct, description="S_t drawn from θ_t (CFG when --sampling-bias < 1)")
+register_sampler("sims", sims, uses=("guidance_weight", *AUXILIARY),
+                 description="SIMS: (1+ω)·out_base − ω·out_aux, aux fine-tuned on own samples")
+register_sampler("neon", neon, uses=("neon_weight", *AUXILIARY),
+                 description="Neon: one network with weights (1+w)·θ_base − w·θ_aux")

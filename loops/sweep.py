@@ -20,7 +20,7 @@ from pathlib import Path
 
 from autophagy.config import ConfigError, RunConfig
 from autophagy.rundir import RunDir, atomic_write_text
-from loops.compare import generation_zero_key, reuse_generation_zero  # noqa: E402 (compare's key and copy)
+from loops.generation_zero import generation_zero_key, reuse_generation_zero
 
 
 def parse_grid(items: list[str]) -> dict[str, list]:
@@ -30,6 +30,9 @@ def parse_grid(items: list[str]) -> dict[str, list]:
     for item in items:
         name, sep, values = item.partition("=")
         name = name.strip().lstrip("-").replace("-", "_")
+        if name == "preset":
+            raise ConfigError(f"--grid: {item!r}: the preset cannot be swept (it sets many fields at once); "
+                              f"run one sweep per --preset")
         if not sep or name not in fields or name in ("seed", "plugins"):
             raise ConfigError(f"--grid: {item!r} is not FIELD=V1,V2,... with FIELD a run setting "
                               f"(e.g. guidance_weight=0.5,1; seeds go to --seeds)")
@@ -43,6 +46,9 @@ def parse_grid(items: list[str]) -> dict[str, list]:
             raise ConfigError(f"--grid: {item!r} holds a value that is not a {fields[name].type}") from None
         if not grid[name]:
             raise ConfigError(f"--grid: {item!r} lists no value")
+        twice = sorted({str(v) for v in grid[name] if grid[name].count(v) > 1})
+        if twice:
+            raise ConfigError(f"--grid: {item!r} lists {', '.join(twice)} more than once; give each value once")
     return grid
 
 
@@ -55,19 +61,24 @@ def expand(base: RunConfig, grid: dict[str, list], seeds: list[int]) -> list[tup
         point = dict(zip(names, values))
         label = "_".join(str(v) if n == "regime" else f"{n}={v}" for n, v in point.items()) or base.regime
         for seed in seeds:
-            runs.append((f"{label}-s{seed}", dataclasses.replace(base, seed=seed, **point)))
+            runs.append((folder_name(f"{label}-s{seed}"), dataclasses.replace(base, seed=seed, **point)))
     return runs
 
 
-def _run_one(cfg_values: dict, out: str, threads: int) -> dict:
-    """One run to its end (a Ray task, or a plain call); returns its state instead of raising."""
-    import torch
-    if threads:
-        torch.set_num_threads(threads)
-    from loops.orchestrator import run_loop
-    cfg = RunConfig.from_dict(cfg_values)
+def folder_name(label: str) -> str:
+    """A run folder name that stays inside the sweep's folder whatever the swept values hold (a path
+    such as data=../../x): one path component, no separators, not starting with a dot."""
+    import re
+    return re.sub(r"[^A-Za-z0-9._=,+-]", "_", label).lstrip(".") or "run"
+
+
+def _run_one(cfg_values: dict, out: str, threads: int, cwd: str) -> dict:
+    """One run to its end (a Ray task, or a plain call); returns its state instead of raising. The run's
+    plug-ins are imported here too (a Ray worker is a fresh process), relative to the driver's folder."""
+    from loops.run import resolve_config, run_loop
     try:
-        run_loop(cfg, out, log=lambda *_: None)
+        cfg = resolve_config(RunConfig.from_dict(cfg_values), plugin_dir=Path(cwd))
+        run_loop(cfg, out, log=lambda *_: None, threads_requested=threads)
         return {"run": out, "state": "finished", "error": ""}
     except BaseException as exc:  # one failing run must not stop the others
         return {"run": out, "state": "failed", "error": f"{type(exc).__name__}: {exc}",
@@ -93,21 +104,16 @@ class _Executor:
 
     def run(self, jobs: list[tuple[RunConfig, Path]]) -> list[dict]:
         values = [(json.loads(cfg.to_json()), str(path)) for cfg, path in jobs]
+        cwd = os.getcwd()
         if self.ray is None:
-            return [_run_one(v, p, 0) for v, p in values]
-        return self.ray.get([self.remote.remote(v, p, self.threads) for v, p in values])
-
-
-def _process_state():
-    import torch
-    from accelerate import PartialState
-    return PartialState(cpu=not torch.cuda.is_available())
+            return [_run_one(v, p, 0, cwd) for v, p in values]
+        return self.ray.get([self.remote.remote(v, p, self.threads, cwd) for v, p in values])
 
 
 def run_sweep(runs: list[tuple[str, RunConfig]], out: Path | str, workers: int = 1, address: str | None = None,
               grid: dict | None = None, seeds: list[int] | None = None, log=print) -> list[dict]:
     """Run (or resume) every (name, config) into out/<name>/; returns each run's state and error."""
-    from loops.orchestrator import load_data_for
+    from loops.run import load_data_for, process_state as _process_state
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for _, cfg in runs:  # fail fast on every run's data before any training

@@ -47,7 +47,7 @@ BAD = [  # (arguments after `run --preset micro --out RUN`, text the one-line er
     (["--regime", "sims", "--generations", "2", "--init", "random"], "'random'"),
     (["--regime", "sims", "--generations", "2", "--train-steps", "0"], "--train-steps"),
     (["--regime", "sims", "--generations", "2", "--batch-size", "0"], "--batch-size"),
-    (["--regime", "sims", "--generations", "2", "--ddim-steps", "0"], "--ddim-steps"),
+    (["--regime", "sims", "--generations", "2", "--sampling-steps", "0"], "--sampling-steps"),
     (["--regime", "sims", "--generations", "2", "--prediction-type", "x0"], "'x0'"),
     (["--regime", "sims", "--generations", "2", "--mixed-precision", "fp8"], "'fp8'"),
     (["--regime", "sims", "--generations", "2", "--resolution", "7"], "7"),
@@ -131,9 +131,9 @@ def test_nan_loss_stops_with_exit_1_and_resumes(tmp_path, monkeypatch, capsys):
     gen0 = snapshot(out / "gen_000")
     real_mse, calls = training.F.mse_loss, {"n": 0}
 
-    def exploding(pred, target):
+    def exploding(pred, target, **kwargs):
         calls["n"] += 1
-        loss = real_mse(pred, target)
+        loss = real_mse(pred, target, **kwargs)
         return loss * float("nan") if calls["n"] > 15 else loss  # gen 1 diverges after step 15
     monkeypatch.setattr(training.F, "mse_loss", exploding)
     assert main(MICRO + ["--out", str(out)]) == 1

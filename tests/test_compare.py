@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
-import loops.orchestrator as orchestrator
+import loops.artifacts as artifacts
 from autophagy.config import make_config
 from loops.compare import run_compare
 from tests.conftest import ROOT
@@ -19,13 +19,13 @@ REGIMES = ["fully-synthetic", "fresh-data", "sims"]
 def compared(tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
     calls = []
-    real_train = orchestrator.train_diffusion
+    real_train = artifacts.train_diffusion
 
     def counting(model, images, labels, cfg, steps, seed_ints, *a, **k):
         calls.append((cfg.regime, *seed_ints))
         return real_train(model, images, labels, cfg, steps, seed_ints, *a, **k)
     mp = pytest.MonkeyPatch()
-    mp.setattr(orchestrator, "train_diffusion", counting)
+    mp.setattr(artifacts, "train_diffusion", counting)
     configs = [make_config("micro", regime=r, generations=2, seed=s, n_real_fresh=50) for r in REGIMES for s in (0, 1)]
     from analysis.report import write_report
     report = write_report(run_compare(configs, out, log=lambda *_: None), out / "report")
@@ -60,7 +60,7 @@ def test_generation_zero_trained_once_per_key(compared):
 
 def test_rerun_resumes_without_training(compared, monkeypatch):
     out, _, _ = compared
-    monkeypatch.setattr(orchestrator, "train_diffusion", lambda *a, **k: pytest.fail("trained again"))
+    monkeypatch.setattr(artifacts, "train_diffusion", lambda *a, **k: pytest.fail("trained again"))
     configs = [make_config("micro", regime=r, generations=2, seed=s, n_real_fresh=50) for r in REGIMES for s in (0, 1)]
     run_compare(configs, out, log=lambda *_: None)
 

@@ -27,7 +27,7 @@ def test_splits_are_disjoint_for_every_data_source(tmp_path):
     """Pool, validation and reference are pairwise disjoint for the built-ins, save_to_disk and image folders,
     and the same for every run seed (the split belongs to the data set)."""
     from autophagy.config import make_config
-    from loops.orchestrator import load_data_for
+    from loops.run import load_data_for
     _assert_three_way(load_real_data("mnist", 16, 1000, 500), 1000, 500)
     _assert_three_way(load_real_data("digits", 8, 300, 100), 300, 100)
     _digits_to_disk(tmp_path / "ds")

@@ -20,13 +20,13 @@ def test_lenet_is_deterministic_cached_and_accurate(digits, tmp_path, monkeypatc
     first = features.train_lenet(digits, seed=0)
     cached = list((tmp_path / "a" / "lenet").glob("*.pt"))
     assert len(cached) == 1
-    assert first.accuracy > 0.85  # held-out accuracy on the validation split
+    assert first.quality > 0.85  # held-out accuracy on the validation split
     again = features.train_lenet(digits, seed=0)  # from the cache
     x = digits.images[digits.reference[:50]]
-    assert np.array_equal(first(x), again(x)) and again.accuracy == first.accuracy
+    assert np.array_equal(first(x), again(x)) and again.quality == first.quality
     monkeypatch.setenv("AUTOPHAGY_CACHE", str(tmp_path / "b"))
     retrained = features.train_lenet(digits, seed=0)  # trained anew from the same seed
-    assert abs(retrained.accuracy - first.accuracy) < 0.03
+    assert abs(retrained.quality - first.quality) < 0.03
     assert first.identity == again.identity == features.weights_id(first.model)  # a hash of the weights
     assert len(first.identity) == 16
     assert first(x).shape == (50, 128)
@@ -65,7 +65,7 @@ def test_lenet_does_not_depend_on_the_run_seed(micro, tmp_path):
     """A fixed yardstick: runs of one data set with different seeds score in the very same network."""
     import json
 
-    from loops.orchestrator import run_loop
+    from loops.run import run_loop
     ids = set()
     for seed in (0, 1):
         out = tmp_path / f"s{seed}"
@@ -81,7 +81,7 @@ def test_unlabeled_images_are_scored_offline_by_default(micro, tmp_path):
 
     from PIL import Image
 
-    from loops.orchestrator import run_loop
+    from loops.run import run_loop
     real = load_real_data("mnist", 8, 0)
     folder = tmp_path / "unlabeled"
     folder.mkdir()
@@ -109,5 +109,5 @@ def test_the_default_data_sets_lenet_ships_with_the_package(tmp_path, monkeypatc
     shadow.write_bytes(b"a retrained copy would be read from here")
     monkeypatch.setattr(features.torch.optim, "Adam", None)  # training would fail
     extractor = features.train_lenet(real)
-    assert extractor.identity == "75d8e682ebb423e4" and extractor.accuracy > 0.9
+    assert extractor.identity == "75d8e682ebb423e4" and extractor.quality > 0.9
     assert (features.PACKAGED / shadow.name).is_file()

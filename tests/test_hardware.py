@@ -7,7 +7,7 @@ import torch
 
 import autophagy.hardware as hardware
 from autophagy.sampling import GuidedDenoiser, combine
-from loops.orchestrator import run_loop
+from loops.run import run_loop
 
 
 def test_auto_resolves_by_the_probe(monkeypatch):
@@ -72,7 +72,7 @@ def test_cfg_combination_is_float32_under_bf16_autocast():
     labels = torch.tensor([1, 2])
     net = _Net(1.0, classes=11)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = GuidedDenoiser(net, cfg_weight=3.0)(x, 10, labels)
+        out = GuidedDenoiser(net, class_guidance_weight=3.0)(x, 10, labels)
         cond = net(x, 10, labels).sample
         uncond = net(x, 10, torch.full_like(labels, 10)).sample
     assert out.dtype == torch.float32

@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-import loops.orchestrator as orchestrator
-from loops.orchestrator import run_loop
+import loops.artifacts as artifacts
+from loops.run import run_loop
 from loops.regimes import REGIMES
 
 ROW_KEYS = {"generation", "regime", "seed", "fid", "kid", "precision", "recall", "density", "coverage", "feature_space",
@@ -53,7 +53,7 @@ def test_rerun_does_no_training(finished_run, monkeypatch):
 
     def no_training(*a, **k):
         raise AssertionError("a finished run must not train again")
-    monkeypatch.setattr(orchestrator, "train_diffusion", no_training)
+    monkeypatch.setattr(artifacts, "train_diffusion", no_training)
     run_loop(cfg, out)
     assert (out / "metrics.jsonl").read_bytes() == before
 
@@ -108,7 +108,7 @@ def test_sims_sampler_composes_with_any_regime(micro, tmp_path):
 def test_rescore_recomputes_every_row_from_the_samples(finished_run):
     """Corrupted metric values come back from the saved samples and the cached extractor."""
     from autophagy.rundir import RunDir
-    from loops.orchestrator import rescore_run
+    from loops.rescore import rescore_run
     cfg, out = finished_run
     rd = RunDir(out)
     before = rd.read_rows()

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from autophagy.models import build_unet
-from autophagy.sampling import GuidedDenoiser, ddim_sample
-from loops.orchestrator import run_loop
+from autophagy.sampling import GuidedDenoiser, sample_batch
+from loops.run import run_loop
 from loops.samplers import neon_merge
 
 
@@ -32,15 +32,15 @@ def test_neon_with_zero_weight_is_the_base(micro):
     cfg = micro()
     base, aux = _two_models(cfg)
     merged = neon_merge(base, aux, 0.0)
-    a, _ = ddim_sample(GuidedDenoiser(base), cfg, 4, torch.Generator().manual_seed(5))
-    b, _ = ddim_sample(GuidedDenoiser(merged), cfg, 4, torch.Generator().manual_seed(5))
+    a, _ = sample_batch(GuidedDenoiser(base), cfg, 4, torch.Generator().manual_seed(5))
+    b, _ = sample_batch(GuidedDenoiser(merged), cfg, 4, torch.Generator().manual_seed(5))
     assert (a == b).all()
 
 
 def test_neon_evaluates_one_network_per_step(micro, tmp_path, monkeypatch):
-    import loops.orchestrator as orchestrator
+    import loops.generation as generation
     calls = []
-    real = orchestrator.sample_chunks
+    real = generation.sample_chunks
 
     def counting(denoiser, cfg, n_images, seed_ints, purpose="sample", *a, **k):
         if purpose == "sample":
@@ -48,12 +48,12 @@ def test_neon_evaluates_one_network_per_step(micro, tmp_path, monkeypatch):
             original = denoiser.base.forward
             denoiser.base.forward = lambda *x, **y: (calls.append("forward"), original(*x, **y))[1]
         return real(denoiser, cfg, n_images, seed_ints, purpose, *a, **k)
-    monkeypatch.setattr(orchestrator, "sample_chunks", counting)
+    monkeypatch.setattr(generation, "sample_chunks", counting)
     cfg = micro(regime="neon", generations=1)
     run_loop(cfg, tmp_path / "neon")
     assert calls[0] == 1
     n_chunks = cfg.n_synthetic // cfg.sample_batch_size
-    assert calls.count("forward") == cfg.ddim_steps * n_chunks  # one network evaluation per step and chunk
+    assert calls.count("forward") == cfg.sampling_steps * n_chunks  # one network evaluation per step and chunk
     assert (tmp_path / "neon" / "gen_000" / "merged_model" / "unet").is_dir()
 
 
@@ -77,16 +77,16 @@ def test_rescore_measures_the_model_health_again_or_drops_it(micro, tmp_path):
     """A guided run keeps its unguided health draws; rescore recomputes plain_* from them, and a run
     without them loses its plain_* instead of keeping numbers measured in another network."""
     from autophagy.rundir import RunDir
-    from loops.orchestrator import rescore_run
+    from loops.rescore import rescore_run
     cfg = micro(regime="sims", generations=1)
     rd = RunDir(run_loop(cfg, tmp_path / "sims").root)
-    assert rd.load_plain_samples(0).shape[0] == cfg.n_reference
+    assert rd.load_health_samples(0).shape[0] == cfg.n_reference
     before = rd.read_rows()
     rd.write_rows([{**r, "plain_fid": -1.0, "plain_recall": -1.0} for r in before])
     rescore_run(rd.root, log=lambda *_: None)
     after = rd.read_rows()[0]
     assert after["plain_fid"] == pytest.approx(before[0]["plain_fid"], rel=1e-6)
     assert after["plain_recall"] == pytest.approx(before[0]["plain_recall"], rel=1e-6)
-    rd.plain_samples_path(0).unlink()
+    rd.health_samples_path(0).unlink()
     rescore_run(rd.root, log=lambda *_: None)
     assert not any(k.startswith("plain_") for k in rd.read_rows()[0])

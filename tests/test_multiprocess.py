@@ -76,7 +76,7 @@ def test_a_late_process_meets_the_same_barriers_when_the_model_appears_meanwhile
     import torch
 
     from autophagy.models import build_unet
-    from loops.orchestrator import Generation
+    from loops.artifacts import saved_model
 
     cfg = micro()
     barrier = threading.Barrier(2, timeout=20)
@@ -86,10 +86,9 @@ def test_a_late_process_meets_the_same_barriers_when_the_model_appears_meanwhile
         try:
             if index == 1:
                 time.sleep(1.0)  # the late process: the main one has saved long before it looks
-            gen = Generation.__new__(Generation)
-            gen.cfg, gen.device = cfg, torch.device("cpu")
-            gen.state = SimpleNamespace(is_main_process=index == 0, wait_for_everyone=barrier.wait)
-            results[index] = gen.saved_model(path, lambda: build_unet(cfg, 1, 10))
+            state = SimpleNamespace(is_main_process=index == 0, wait_for_everyone=barrier.wait,
+                                    device=torch.device("cpu"))
+            results[index] = saved_model(state, cfg, path, lambda: build_unet(cfg, 1, 10))
             barrier.wait()  # the next collective step: both ranks must arrive at it together
         except Exception as error:  # noqa: BLE001 - reported by the assertion below
             errors.append(repr(error))

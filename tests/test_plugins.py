@@ -64,3 +64,52 @@ def test_the_example_plugin_runs(tmp_path):
     assert code == 0, err
     rows = [json.loads(line) for line in (tmp_path / "ex" / "metrics.jsonl").read_text().splitlines()]
     assert rows[1]["n_train_real"] == 100 and rows[1]["sampler"] == "low-temperature"
+
+
+def test_a_plugin_regime_sweeps_on_ray_workers_and_rescores(tmp_path):
+    """The plug-in is imported in every Ray worker (a fresh process), and rescore takes it with --plugin."""
+    out = tmp_path / "sweep"
+    code, _, err = run_cli("sweep", "--preset", "micro", "--plugin", "examples/plugin_half_real.py",
+                           "--grid", "regime=half-real,fully-synthetic", "--seeds", "0", "--generations", "2",
+                           "--workers", "2", "--out", out, timeout=600)
+    assert code == 0, err[-2000:]
+    rows = [json.loads(line) for line in (out / "half-real-s0" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["n_train_real"] for r in rows] == [200, 100]
+    code, _, err = run_cli("rescore", out / "half-real-s0")
+    assert code == 2 and "--plugin" in err and err.count("\n") == 1
+    code, _, err = run_cli("rescore", out / "half-real-s0", "--plugin", "examples/plugin_half_real.py")
+    assert code == 0, err[-2000:]
+
+
+USES_PLUGIN = '''
+from loops.samplers import SamplerSetup, register_sampler
+
+def tempered(ctx, base):   # reads guidance_weight as its own knob
+    return SamplerSetup(ctx.denoiser(base), guided=True)
+
+register_sampler("tempered", tempered, uses=("guidance_weight",), description="a test plug-in")
+'''
+
+
+def test_a_plugin_sampler_that_declares_uses_gets_its_labels_and_generation_zero_key(micro, tmp_path):
+    from autophagy.plugins import load_plugin
+    from loops.generation_zero import generation_zero_key
+    plugin = tmp_path / "tempered_plugin.py"
+    plugin.write_text(USES_PLUGIN)
+    load_plugin(str(plugin))
+    a = micro(regime="synthetic-augmentation", sampler="tempered", guidance_weight=1.0)
+    b = micro(regime="synthetic-augmentation", sampler="tempered", guidance_weight=3.0)
+    plain = micro(regime="synthetic-augmentation", guidance_weight=1.0)
+    plain_other = micro(regime="synthetic-augmentation", guidance_weight=3.0)
+    assert generation_zero_key(a) != generation_zero_key(b)             # its field changes its generation 0
+    assert generation_zero_key(plain) == generation_zero_key(plain_other)  # a field plain sampling never reads
+
+    from analysis.experiments import label_experiments
+    from analysis.load import load_runs
+    from loops.run import run_loop
+    folders = [run_loop(cfg, tmp_path / name, log=lambda *_: None).root
+               for name, cfg in (("t1", a), ("t3", b), ("control", plain))]
+    rows = json.loads((folders[0] / "metrics.jsonl").read_text().splitlines()[0])
+    assert rows["uses"] == {"guidance_weight": 1.0} and rows["guidance_weight"] == 1.0
+    labels = sorted(label_experiments(load_runs(folders))["experiment"].unique())
+    assert labels == ["sampler=plain", "ω=1.0 sampler=tempered", "ω=3.0 sampler=tempered"]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from autophagy.models import build_unet
-from autophagy.sampling import GuidedDenoiser, ddim_sample
+from autophagy.sampling import GuidedDenoiser, sample_batch
 
 
 def two_models(cfg, channels=1, num_classes=0):
@@ -18,10 +18,10 @@ def two_models(cfg, channels=1, num_classes=0):
 def test_sims_with_zero_weight_reproduces_plain_sampling(micro):
     cfg = micro()
     base, aux = two_models(cfg)
-    plain, _ = ddim_sample(GuidedDenoiser(base), cfg, 6, torch.Generator().manual_seed(3))
-    guided, _ = ddim_sample(GuidedDenoiser(base, aux, guidance_weight=0.0), cfg, 6, torch.Generator().manual_seed(3))
+    plain, _ = sample_batch(GuidedDenoiser(base), cfg, 6, torch.Generator().manual_seed(3))
+    guided, _ = sample_batch(GuidedDenoiser(base, aux, guidance_weight=0.0), cfg, 6, torch.Generator().manual_seed(3))
     assert np.array_equal(plain, guided)
-    other, _ = ddim_sample(GuidedDenoiser(base, aux, guidance_weight=1.0), cfg, 6, torch.Generator().manual_seed(3))
+    other, _ = sample_batch(GuidedDenoiser(base, aux, guidance_weight=1.0), cfg, 6, torch.Generator().manual_seed(3))
     assert not np.array_equal(plain, other)
 
 
@@ -48,8 +48,8 @@ def test_sims_sampler_applies_formula_at_every_step(micro):
             out = super().__call__(x, t, labels)
             seen.append((base(x, t).sample, aux(x, t).sample, out))
             return out
-    ddim_sample(Recording(base, aux, guidance_weight=1.5), cfg, 3, torch.Generator().manual_seed(0))
-    assert len(seen) == cfg.ddim_steps
+    sample_batch(Recording(base, aux, guidance_weight=1.5), cfg, 3, torch.Generator().manual_seed(0))
+    assert len(seen) == cfg.sampling_steps
     for e_base, e_aux, out in seen:
         torch.testing.assert_close(out, 2.5 * e_base - 1.5 * e_aux)
 
@@ -63,14 +63,14 @@ def test_classifier_free_guidance_formula(micro):
     with torch.no_grad():
         cond = model(x, t, class_labels=labels).sample
         uncond = model(x, t, class_labels=torch.full_like(labels, 10)).sample
-        out = GuidedDenoiser(model, cfg_weight=1.0)(x, t, labels)
+        out = GuidedDenoiser(model, class_guidance_weight=1.0)(x, t, labels)
     torch.testing.assert_close(out, 2 * cond - uncond, rtol=1e-4, atol=1e-5)
 
 
 def test_sampling_is_reproducible_from_the_seed(micro):
     cfg = micro()
     base, _ = two_models(cfg)
-    a, _ = ddim_sample(GuidedDenoiser(base), cfg, 5, torch.Generator().manual_seed(11))
-    b, _ = ddim_sample(GuidedDenoiser(base), cfg, 5, torch.Generator().manual_seed(11))
+    a, _ = sample_batch(GuidedDenoiser(base), cfg, 5, torch.Generator().manual_seed(11))
+    b, _ = sample_batch(GuidedDenoiser(base), cfg, 5, torch.Generator().manual_seed(11))
     assert a.dtype == np.uint8 and a.shape == (5, 1, cfg.resolution, cfg.resolution)
     assert np.array_equal(a, b)

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-import loops.orchestrator as orchestrator
+import loops.artifacts as artifacts
 from autophagy.config import make_config
 from loops.sweep import expand, parse_grid, run_sweep
 from tests.conftest import run_cli
@@ -50,7 +50,7 @@ def test_rerun_trains_nothing(swept, monkeypatch):
 
     def no_training(*a, **k):
         raise AssertionError("a finished sweep must not train again")
-    monkeypatch.setattr(orchestrator, "train_diffusion", no_training)
+    monkeypatch.setattr(artifacts, "train_diffusion", no_training)
     summary = run_sweep(runs, out, workers=1, log=lambda *_: None)
     assert all(s["state"] == "finished" for s in summary)
     assert before == {name: (out / name / "metrics.jsonl").read_bytes() for name, _ in runs}

@@ -1,0 +1,96 @@
+"""How many threads torch uses, decided by what else autophagy runs on this machine.
+
+Two busy processes that each take every core thrash (measured on 2 cores: one training process 12.3
+steps/s; two at torch's default of one thread per core, 1.5 steps/s each; two of one thread each, 8.5
+each). So every autophagy process that trains or samples registers itself (a file named by its pid in
+the cache's `processes/` folder) and takes `cores // processes` threads, at least one; it looks again
+every few training steps and sampling chunks (`rebalance`), so a run that started alone gives up cores
+when a second one starts and takes them back when it ends. An explicit count (`--threads N`) is kept
+as given. Processes of other programs are not counted: pass --threads for those.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from autophagy.config import cache_dir
+
+_claim: dict = {}   # this process's registration: {"path": Path, "requested": int}
+
+
+def cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def registry() -> Path:
+    return cache_dir() / "processes"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def active_processes() -> list[int]:
+    """pids of the autophagy processes now registered on this machine (stale entries are removed)."""
+    folder = registry()
+    pids = []
+    for entry in folder.glob("*.pid") if folder.exists() else []:
+        try:
+            pid = int(entry.stem)
+        except ValueError:
+            continue
+        if _alive(pid):
+            pids.append(pid)
+        else:
+            entry.unlink(missing_ok=True)
+    return sorted(pids)
+
+
+def decide(requested: int, n_processes: int, n_cores: int) -> int:
+    """Threads for one process: `requested` when given, else an equal share of the cores (at least 1)."""
+    return requested if requested > 0 else max(1, n_cores // max(1, n_processes))
+
+
+def rebalance() -> int:
+    """Set torch's thread count to this process's share now; returns it (a no-op outside `claim`)."""
+    if not _claim:
+        return torch.get_num_threads()
+    n = decide(_claim["requested"], len(set(active_processes()) | {os.getpid()}), cores())
+    if n != torch.get_num_threads():
+        torch.set_num_threads(n)
+    return n
+
+
+@contextmanager
+def claim(requested: int = 0):
+    """Register this process for the duration (nested claims keep the outer one) and set its threads."""
+    if _claim:
+        yield
+        return
+    path = registry() / f"{os.getpid()}.pid"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(str(os.getpid()))
+    except OSError:
+        path = None   # a read-only cache: no registration, only the explicit count or torch's default
+    _claim.update(path=path, requested=requested)
+    try:
+        rebalance()
+        yield
+    finally:
+        if path is not None:
+            path.unlink(missing_ok=True)
+        _claim.clear()

@@ -1,0 +1,173 @@
+"""One generation t, top to bottom: the training set D_t, the base model θ_t, the sampler, the draws,
+the score, the row, DONE. `GenerationContext` is what samplers get (it implements
+loops.samplers.SamplerContext); `run_generation` is the generation itself.
+
+To resume, run the same command again: inside an unfinished generation a saved model skips training,
+a training checkpoint resumes it, and saved sample chunks are kept.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import UNet2DModel
+from tqdm.auto import tqdm
+
+from autophagy import faults
+from autophagy.metrics import memorization
+from autophagy.models import build_unet
+from autophagy.rundir import atomic_save_npz, atomic_write_bytes, load_npz
+from autophagy.sampling import GuidedDenoiser, chunk_sizes, sample_chunks
+from autophagy.seeding import seed_for
+from loops import artifacts, rows
+from loops.regimes import check_training_set
+from loops.samplers import SAMPLERS
+
+# role integers in the seeds of training and sampling (θ_t and S_t, the auxiliary model, health draws)
+ROLES = {"sample": 0, "aux_sample": 1, "plain_sample": 2}
+BASE, AUX = 0, 1
+
+
+class GenerationContext:
+    """Generation t of a run: what a sampler may call (loops.samplers.SamplerContext) and the steps
+    `run_generation` takes."""
+
+    def __init__(self, run, t: int):
+        self.run, self.t = run, t                      # run: loops.run.RunState
+        self.cfg, self.run_dir, self.state, self.device = run.cfg, run.rd, run.state, run.state.device
+        self.work_dir = run.rd.work_dir(t)
+        self.class_guidance_weight = 1.0 / self.cfg.sampling_bias - 1.0
+
+    # --- D_t
+    def training_data(self) -> rows.TrainingData:
+        real, rd = self.run.real, self.run_dir
+        ts = self.run.regime.training_set(self.t, self.run.draws)
+        check_training_set(self.cfg.regime, self.t, ts, self.run.draws.pool_members,
+                           size_of=lambda g: len(rd.load_samples(g)[0]))
+        parts, labels = [real.images[ts.real_indices]], [real.labels[ts.real_indices] if real.labels is not None else None]
+        for g, indices in ts.synthetic_parts():
+            images, lab = rd.load_samples(g)
+            parts.append(images if indices is None else images[indices])
+            labels.append(None if lab is None else (lab if indices is None else lab[indices]))
+        all_labels = None if any(lab is None for lab in labels) else np.concatenate(labels)
+        return rows.TrainingData(np.concatenate(parts), all_labels, len(ts.real_indices),
+                                 sum(len(p) for p in parts[1:]), ts.info or {})
+
+    # --- models
+    def base_model(self, data: rows.TrainingData) -> tuple[UNet2DModel, dict]:
+        """θ_t: trained from scratch on D_t (MAD's protocol), or fine-tuned from θ_{t-1} with --init previous."""
+        def make():
+            if self.cfg.init == "previous" and self.t > 0:
+                return artifacts.load_unet(self.run_dir.check_model(self.t - 1))
+            torch.manual_seed(seed_for(self.cfg.seed, "init", self.t))  # initial weights derive from integers
+            return build_unet(self.cfg, self.run.real.channels, self.run.real.num_classes)
+        return artifacts.trained(self.state, self.cfg, self.run_dir.model_dir(self.t), make, data.images, data.labels,
+                                 train_steps=self.cfg.train_steps, seed_ints=(self.cfg.seed, self.t, BASE),
+                                 checkpoint_dir=self.work_dir / "checkpoints_base", description=f"gen {self.t} train",
+                                 legacy_stats=self.work_dir / "train.json")
+
+    def fine_tune(self, model, images, labels, name: str, *, train_steps: int, learning_rate: float | None = None,
+                  warmup_steps: int = 0) -> tuple[UNet2DModel, dict]:
+        import dataclasses
+        cfg = dataclasses.replace(self.cfg, learning_rate=learning_rate or self.cfg.learning_rate,
+                                  lr_warmup_steps=warmup_steps)
+        return artifacts.trained(self.state, cfg, self.run_dir.gen(self.t) / name, lambda: copy.deepcopy(model),
+                                 images, labels, train_steps=train_steps, seed_ints=(self.cfg.seed, self.t, AUX),
+                                 checkpoint_dir=self.work_dir / f"checkpoints_{name}", description=f"gen {self.t} {name}",
+                                 legacy_stats=self.work_dir / "aux.json")
+
+    def auxiliary_model(self, base, name: str = "aux_model", *, n_images: int | None = None,
+                        train_steps: int | None = None, learning_rate: float | None = None,
+                        warmup_steps: int = 0) -> tuple[UNet2DModel, dict]:
+        cfg, start = self.cfg, time.perf_counter()
+        n_images, train_steps = n_images or cfg.n_aux, train_steps or cfg.aux_train_steps
+        images, labels, unguided = None, None, self.denoiser(base)
+        exists = (self.run_dir.gen(self.t) / name).exists()
+        self.state.wait_for_everyone()
+        if not exists:
+            images, labels = self.draw(unguided, n_images, "aux_sample")
+        aux, stats = self.fine_tune(base, images, labels, name, train_steps=train_steps,
+                                    learning_rate=learning_rate, warmup_steps=warmup_steps)
+        return aux, {"train_images": stats.get("train_images", train_steps * cfg.batch_size),
+                     "sample_nfe": n_images * cfg.sampling_steps * unguided.networks_per_step,
+                     "seconds": time.perf_counter() - start}
+
+    def saved_model(self, path: Path, make) -> UNet2DModel:
+        return artifacts.saved_model(self.state, self.cfg, path, make)
+
+    # --- sampling
+    def denoiser(self, model: UNet2DModel) -> GuidedDenoiser:
+        return GuidedDenoiser(model.to(self.device), class_guidance_weight=self.class_guidance_weight,
+                              channels_last=self.cfg.channels_last)
+
+    def draw(self, denoiser: GuidedDenoiser, n_images: int, purpose: str):
+        """Sample n_images in chunks spread over the processes; chunks on disk survive interruptions."""
+        cfg, state, t = self.cfg, self.state, self.t
+        chunk_dir = self.work_dir / ("chunks" if purpose == "sample" else f"{purpose.removesuffix('_sample')}_chunks")
+        n_chunks = len(chunk_sizes(n_images, cfg.sample_batch_size))
+        mine = [i for i in range(n_chunks) if i % state.num_processes == state.process_index
+                and load_npz(chunk_dir / f"chunk_{i:04d}.npz", ("images",), damaged_ok=True) is None]
+        chunk_dir.mkdir(parents=True, exist_ok=True)
+        results = {}
+        bar = tqdm(total=n_images, desc=f"gen {t} {purpose.replace('_', ' ')}", leave=False,
+                   disable=not state.is_local_main_process, dynamic_ncols=True)
+        for index, images, labels in sample_chunks(denoiser, cfg, n_images, (cfg.seed, t, ROLES.get(purpose, 3)),
+                                                   purpose, self.run.real.num_classes, self.device, mine,
+                                                   self.run.sampling_autocast()):
+            arrays = {"images": images, **({"labels": labels} if labels is not None else {})}
+            atomic_save_npz(chunk_dir / f"chunk_{index:04d}.npz", **arrays)
+            faults.reached("sample", t, ROLES.get(purpose, 3), index)
+            results[index] = arrays
+            bar.update(len(images))
+        bar.close()
+        state.wait_for_everyone()
+        chunks = [results.get(i) or load_npz(chunk_dir / f"chunk_{i:04d}.npz", ("images",)) for i in range(n_chunks)]
+        images = np.concatenate([c["images"] for c in chunks])
+        labels = np.concatenate([c["labels"] for c in chunks]) if "labels" in chunks[0] else None
+        return images, labels
+
+
+def run_generation(run, t: int) -> None:
+    """Generation t: D_t, θ_t, the sampler, S_t (and the model's own health draws when S_t is guided),
+    the scores, the files, the row, DONE."""
+    ctx = GenerationContext(run, t)
+    if ctx.state.is_main_process:
+        ctx.work_dir.mkdir(parents=True, exist_ok=True)
+    ctx.state.wait_for_everyone()
+    data = ctx.training_data()
+    base, train_stats = ctx.base_model(data)
+    setup = SAMPLERS[run.sampler_name].build(ctx, base)
+
+    start = time.perf_counter()
+    samples, labels = ctx.draw(setup.denoiser, ctx.cfg.n_synthetic, "sample")
+    sample_seconds = time.perf_counter() - start
+    health = None
+    if setup.guided:  # the model's own health: unguided samples from θ_t (no SIMS, CFG w = 0), n_reference
+        health, _ = ctx.draw(GuidedDenoiser(base.to(ctx.device), channels_last=ctx.cfg.channels_last),
+                             ctx.cfg.n_reference, "plain_sample")
+
+    if ctx.state.is_main_process:
+        faults.reached("metrics", t)
+        scorer = run.scorer  # built once per run (feature extractor, reference), outside the timing
+        start = time.perf_counter()
+        subset_seed = seed_for(ctx.cfg.seed, "subset", t)
+        scores = {**scorer.score(samples, subset_seed), "memorization": memorization(samples, data.images)}
+        if health is not None:
+            scores.update(rows.health_scores(scorer.score(health, subset_seed)))
+        metric_seconds = time.perf_counter() - start
+
+        rd = ctx.run_dir
+        atomic_save_npz(rd.samples_path(t), images=samples, **({"labels": labels} if labels is not None else {}))
+        if health is not None:  # kept so that `rescore` can measure the model's health again
+            atomic_save_npz(rd.health_samples_path(t), images=health)
+        atomic_write_bytes(rd.grid_path(t), artifacts.grid_png(samples))
+        row = rows.metrics_row(run, t, scores, data, train_stats, setup, scorer, len(samples),
+                               {"sample_seconds": sample_seconds, "metric_seconds": metric_seconds})
+        rd.append_row(row)
+        rd.mark_done(t)
+        faults.reached("done", t)
+        run.log(rows.summary(row, ctx.cfg.generations))
+    ctx.state.wait_for_everyone()

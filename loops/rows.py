@@ -1,0 +1,68 @@
+"""The metrics row of a generation, in one place: what one row of metrics.jsonl holds (DESIGN.md §7,
+§11), built from what the generation measured. The key names are autophagy.layout's."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from autophagy.layout import HEALTH_KEYS, HEALTH_PREFIX
+from loops.artifacts import memory_mb
+from loops.regimes import method_fields
+
+# sampler weights a row always carries (0.0 where the run's sampler does not read them), as rows always have
+ROW_WEIGHTS = ("guidance_weight", "neon_weight")
+
+
+@dataclass
+class TrainingData:
+    """D_t as arrays, and what the row says about it."""
+    images: np.ndarray
+    labels: np.ndarray | None
+    n_real: int
+    n_synthetic: int
+    info: dict           # the regime's extra row fields (e.g. what curation kept)
+
+
+def health_scores(scores: dict) -> dict:
+    """A guided run's unguided health draws as the row's plain_* keys."""
+    return {HEALTH_PREFIX + k: scores[k] for k in HEALTH_KEYS if k in scores}
+
+
+def metrics_row(run, t: int, scores: dict, data: TrainingData, train_stats: dict, setup, scorer, n_generated: int,
+                seconds: dict) -> dict:
+    """One generation's row: identity, the scores, the instrument, the data sizes, the method's fields
+    (as its registration declares them), cost and time."""
+    cfg = run.cfg
+    uses = method_fields(cfg)
+    nfe_per_image = cfg.sampling_steps * setup.denoiser.networks_per_step
+    return {
+        "generation": t, "regime": cfg.regime, "sampler": run.sampler_name, "seed": cfg.seed, "preset": cfg.preset,
+        **scores,
+        "feature_space": scorer.extractor.name, "feature_id": scorer.extractor.identity, "k": cfg.k,
+        "evaluated_on": cfg.evaluate_on, "n_reference": len(scorer.reference), "n_generated": n_generated,
+        "n_prdc": min(n_generated, len(scorer.reference)),
+        "n_train_real": data.n_real, "n_train_synthetic": data.n_synthetic,
+        **{name: getattr(cfg, name) if name in uses else 0.0 for name in ROW_WEIGHTS},
+        "uses": {name: getattr(cfg, name) for name in uses},     # what the registrations declare
+        "own_sampler": run.regime.sampler or "plain", "control": run.regime.control,
+        "sampling_bias": cfg.sampling_bias, "num_processes": run.state.num_processes,
+        "sampling_dtype": run.sampling_dtype,
+        "ema_decay_effective": train_stats.get("ema_decay_effective", float("nan")),
+        "cost_train_images": train_stats.get("train_images", cfg.train_steps * cfg.batch_size) + setup.train_images,
+        "cost_sample_nfe": cfg.n_synthetic * nfe_per_image + setup.sample_nfe,
+        "train_seconds": train_stats.get("seconds", float("nan")), "aux_seconds": setup.seconds,
+        **seconds, **data.info, **memory_mb(),
+    }
+
+
+def summary(row: dict, generations: int) -> str:
+    """The line a finished generation logs."""
+    line = (f"gen {row['generation']}/{generations - 1} {row['regime']}: fid {row['fid']:.2f} precision "
+            f"{row['precision']:.3f} recall {row['recall']:.3f} coverage {row['coverage']:.3f}")
+    if "classes_covered" in row:
+        line += f" classes {row['classes_covered']}"
+    if "plain_fid" in row:
+        line += f" (plain fid {row['plain_fid']:.2f})"
+    return line + (f" | train {row['train_seconds']:.1f}s aux {row['aux_seconds']:.1f}s "
+                   f"sample {row['sample_seconds']:.1f}s metrics {row['metric_seconds']:.1f}s")
