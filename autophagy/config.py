@@ -45,7 +45,15 @@ class RunConfig:
     n_aux: int = _f(1000, "SIMS: images drawn from the base to fine-tune the auxiliary model")
     aux_train_steps: int = _f(100, "SIMS: fine-tuning steps of the auxiliary model")
     neon_weight: float = _f(0.5, "Neon w >= 0: sample with one network θ = (1+w)·θ_base − w·θ_aux")
+    neon_n_aux: int = _f(0, "Neon: base samples its auxiliary model is fine-tuned on (0 = 12 % of n_real, as "
+                         "Neon's CIFAR-10 run: 6k samples for 50k real images)")
+    neon_aux_train_steps: int = _f(0, "Neon: fine-tuning steps (0 = 1.75 % of train_steps, Neon's CIFAR-10 budget)")
+    neon_learning_rate: float = _f(0.0, "Neon: fine-tuning learning rate (0 = a tenth of learning_rate, as Neon's "
+                                   "1e-4 against EDM's 1e-3), ramped linearly as EDM ramps it (10 Mimg ramp, 6 "
+                                   "Mimg fine-tune: 60 % of the rate at the last step)")
     curation_keep: float = _f(0.5, "curated: fraction q of S_{t-1} kept, by the verifier's confidence, in (0, 1]")
+    target_distribution: str = _f("", "SIMS distribution shifting: a probability per class, comma-separated "
+                                  "(q_0,...,q_{K-1}, summing to 1); S_t is steered to this class mix; empty = off")
     sampling_bias: float = _f(1.0, "MAD sampling bias λ in (0, 1]; 1 = unbiased, else CFG w = 1/λ − 1")
     label_dropout: float = _f(0.1, "class-conditional training: fraction of labels replaced by the null class")
     # --- model and training
@@ -199,7 +207,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     for name in ("generations", "n_real", "n_synthetic", "n_reference", "train_steps", "batch_size",
                  "sampling_steps", "sample_batch_size", "k", "resolution", "layers_per_block", "n_aux", "aux_train_steps"):
         at_least(name, getattr(cfg, name), 1)
-    for name in ("n_real_fresh", "checkpoint_every", "seed", "n_validation", "ema_warmup_steps", "lr_warmup_steps"):
+    for name in ("n_real_fresh", "checkpoint_every", "seed", "n_validation", "ema_warmup_steps", "lr_warmup_steps",
+                 "neon_n_aux", "neon_aux_train_steps"):
         at_least(name, getattr(cfg, name), 0)
     for name in ("guidance_weight", "neon_weight", "snr_gamma"):
         value = getattr(cfg, name)
@@ -207,10 +216,13 @@ def validate(cfg: RunConfig) -> RunConfig:
             raise ConfigError(f"--{name.replace('_', '-')}: {value!r} is not allowed; it must be a finite number >= 0")
     if not (0 < cfg.curation_keep <= 1):
         raise ConfigError(f"--curation-keep: {cfg.curation_keep!r} is not allowed; it must be in (0, 1]")
+    target_probabilities(cfg)
     if not (0 < cfg.sampling_bias <= 1):
         raise ConfigError(f"--sampling-bias: {cfg.sampling_bias!r} is not allowed; it must be in (0, 1] (1 = unbiased)")
     if not (0 <= cfg.label_dropout < 1):
         raise ConfigError(f"--label-dropout: {cfg.label_dropout!r} is not allowed; it must be in [0, 1)")
+    if not (0 <= cfg.neon_learning_rate < 1):
+        raise ConfigError(f"--neon-learning-rate: {cfg.neon_learning_rate!r} is not allowed; it must be in [0, 1) (0 = a tenth of --learning-rate)")
     if not (0 < cfg.learning_rate < 1):
         raise ConfigError(f"--learning-rate: {cfg.learning_rate!r} is not allowed; it must be in (0, 1)")
     if not (0 <= cfg.ema_decay < 1):
@@ -223,6 +235,21 @@ def validate(cfg: RunConfig) -> RunConfig:
     if cfg.inception_weights and not Path(cfg.inception_weights).is_file():
         raise ConfigError(f"--inception-weights: {cfg.inception_weights!r} is not a file")
     return cfg
+
+
+def target_probabilities(cfg: RunConfig) -> tuple[float, ...]:
+    """--target-distribution as probabilities (empty: ()), refused unless it is a distribution."""
+    if not cfg.target_distribution:
+        return ()
+    try:
+        q = tuple(float(v) for v in cfg.target_distribution.split(","))
+    except ValueError:
+        raise ConfigError(f"--target-distribution: {cfg.target_distribution!r} is not a comma-separated list of "
+                          f"numbers (one probability per class)") from None
+    if min(q) < 0 or abs(sum(q) - 1) > 1e-6 or not all(v == v for v in q):
+        raise ConfigError(f"--target-distribution: {cfg.target_distribution!r} is not a distribution; give "
+                          f"probabilities >= 0 that sum to 1 (they sum to {sum(q):.6g})")
+    return q
 
 
 def config_differences(saved: RunConfig, wanted: RunConfig) -> list[str]:

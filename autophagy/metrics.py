@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from cleanfid.fid import frechet_distance, kernel_distance
 
-METRIC_KEYS = ("fid", "kid", "precision", "recall", "density", "coverage")
+from autophagy.layout import METRIC_KEYS  # the one list of metric keys (compute_metrics returns these)
+
 CHUNK_ROWS = 1024
 KID_SUBSETS = 10           # clean-fid's default is 100 subsets: 9.6 s per score on a 2-core CPU, 10 give ~1 s
 MEMORIZATION_RATIO = 1 / 3  # Gu et al. 2023's threshold on d(x, NN1) / d(x, NN2)
@@ -113,6 +114,13 @@ def prdc(real_features: np.ndarray, fake_features: np.ndarray, k: int = 3,
         "density": float(in_real_ball.sum() / (k * len(fake))),
         "coverage": float((nearest_fake < real_radii).double().mean()),
     }
+
+
+def total_variation(histogram, target) -> float:
+    """Total variation distance ½·Σ|p − q| between a class histogram (counts) and a distribution q."""
+    p = np.asarray(histogram, dtype=np.float64)
+    p = p / max(p.sum(), 1.0)
+    return float(0.5 * np.abs(p - np.asarray(target, dtype=np.float64)).sum())
 
 
 def memorization(generated: np.ndarray, training: np.ndarray, ratio: float = MEMORIZATION_RATIO) -> float:

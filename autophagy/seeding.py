@@ -11,7 +11,7 @@ import torch
 # Retired integers, never to be reused: 6 (aux_train) and 8 (labels) were never drawn from.
 PURPOSES = {
     "split": 1, "real_draw": 2, "train": 3, "sample": 4, "aux_sample": 5,
-    "lenet": 7, "reuse": 9, "init": 10, "plain_sample": 11, "subset": 12, "subsample": 13,
+    "lenet": 7, "reuse": 9, "init": 10, "plain_sample": 11, "subset": 12, "subsample": 13, "shift": 14,
 }
 
 

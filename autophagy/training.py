@@ -107,10 +107,10 @@ def _resume(accelerator: Accelerator, model, optimizer, ema: EMAModel, checkpoin
     if error is not None:
         print(f"autophagy: {description}: checkpoint {latest} is damaged ({error}); training again from step 0",
               file=sys.stderr, flush=True)
-    accelerator.wait_for_everyone()
+    faults.barrier(accelerator)
     if accelerator.is_main_process:
         shutil.rmtree(latest, ignore_errors=True)
-    accelerator.wait_for_everyone()
+    faults.barrier(accelerator)
     return 0
 
 
@@ -247,7 +247,7 @@ def train_diffusion(
     unwrapped = accelerator.unwrap_model(model)
     ema.copy_to(unwrapped.parameters())
     unwrapped.eval()
-    accelerator.wait_for_everyone()
+    faults.barrier(accelerator)
     stats = TrainStats(train_steps, train_steps * batches.per_rank * accelerator.num_processes,
                        float(ema.get_decay(train_steps)))
     return unwrapped.to(memory_format=torch.contiguous_format), stats
@@ -261,15 +261,15 @@ def _save_checkpoint(accelerator: Accelerator, ema: EMAModel, checkpoint_dir: Pa
     tmp = checkpoint_dir / f"step_{step:07d}.tmp"
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
-    accelerator.wait_for_everyone()
+    faults.barrier(accelerator)
     accelerator.save_state(str(tmp))
     if accelerator.is_main_process:
         save_file({str(i): p.detach().contiguous().cpu() for i, p in enumerate(ema.shadow_params)},
                   str(tmp / "ema.safetensors"))
-    accelerator.wait_for_everyone()
+    faults.barrier(accelerator)
     if accelerator.is_main_process:
         tmp.rename(final)
         for old in checkpoint_dir.glob("step_*[0-9]"):
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
+    faults.barrier(accelerator)

@@ -42,7 +42,7 @@ def save_model(state: PartialState, cfg: RunConfig, path: Path, model: UNet2DMod
         scheduler = DDIMScheduler.from_config(build_train_scheduler(cfg).config)
         atomic_save_pretrained(DDIMPipeline(unet=model, scheduler=scheduler), path,
                                {STATS_FILE: json.dumps(stats or {})})
-    state.wait_for_everyone()
+    faults.barrier(state)
     return model.to(state.device).eval()
 
 
@@ -52,7 +52,7 @@ def saved_model(state: PartialState, cfg: RunConfig, path: Path, make: Callable[
     a late process that saw the main one's fresh save would skip its barrier and pair the next one
     with the wrong step (found as a missing sample chunk in a resumed two-process run)."""
     saved = path.exists()
-    state.wait_for_everyone()
+    faults.barrier(state)
     if saved:
         return load_unet(path).to(state.device).eval()
     return save_model(state, cfg, path, make())
@@ -64,7 +64,7 @@ def trained(state: PartialState, cfg: RunConfig, path: Path, make: Callable[[], 
     """A model trained on `images` (or loaded when saved), with its training stats and seconds. As in
     `saved_model`, every process looks before any may write."""
     saved = path.exists()
-    state.wait_for_everyone()
+    faults.barrier(state)
     if saved:  # stats beside the model; a run from before round 3 kept them in work/<name>.json
         stats = load_json(path / STATS_FILE) or (load_json(legacy_stats) if legacy_stats else None)
         return load_unet(path).to(state.device).eval(), stats or {}

@@ -8,6 +8,7 @@ a training checkpoint resumes it, and saved sample chunks are kept.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from diffusers import UNet2DModel
 from tqdm.auto import tqdm
 
 from autophagy import faults
+from autophagy.config import ConfigError
 from autophagy.metrics import memorization
 from autophagy.models import build_unet
 from autophagy.rundir import atomic_save_npz, atomic_write_bytes, load_npz
@@ -54,7 +56,7 @@ class GenerationContext:
             labels.append(None if lab is None else (lab if indices is None else lab[indices]))
         all_labels = None if any(lab is None for lab in labels) else np.concatenate(labels)
         return rows.TrainingData(np.concatenate(parts), all_labels, len(ts.real_indices),
-                                 sum(len(p) for p in parts[1:]), ts.info or {})
+                                 sum(len(p) for p in parts[1:]), ts.info or {}, ts.train_steps or self.cfg.train_steps)
 
     # --- models
     def base_model(self, data: rows.TrainingData) -> tuple[UNet2DModel, dict]:
@@ -65,35 +67,40 @@ class GenerationContext:
             torch.manual_seed(seed_for(self.cfg.seed, "init", self.t))  # initial weights derive from integers
             return build_unet(self.cfg, self.run.real.channels, self.run.real.num_classes)
         return artifacts.trained(self.state, self.cfg, self.run_dir.model_dir(self.t), make, data.images, data.labels,
-                                 train_steps=self.cfg.train_steps, seed_ints=(self.cfg.seed, self.t, BASE),
+                                 train_steps=data.train_steps, seed_ints=(self.cfg.seed, self.t, BASE),
                                  checkpoint_dir=self.work_dir / "checkpoints_base", description=f"gen {self.t} train",
                                  legacy_stats=self.work_dir / "train.json")
 
     def fine_tune(self, model, images, labels, name: str, *, train_steps: int, learning_rate: float | None = None,
                   warmup_steps: int = 0) -> tuple[UNet2DModel, dict]:
-        import dataclasses
         cfg = dataclasses.replace(self.cfg, learning_rate=learning_rate or self.cfg.learning_rate,
                                   lr_warmup_steps=warmup_steps)
         return artifacts.trained(self.state, cfg, self.run_dir.gen(self.t) / name, lambda: copy.deepcopy(model),
                                  images, labels, train_steps=train_steps, seed_ints=(self.cfg.seed, self.t, AUX),
                                  checkpoint_dir=self.work_dir / f"checkpoints_{name}", description=f"gen {self.t} {name}",
-                                 legacy_stats=self.work_dir / "aux.json")
+                                 legacy_stats=self.work_dir / "aux.json" if name == "aux_model" else None)
 
     def auxiliary_model(self, base, name: str = "aux_model", *, n_images: int | None = None,
                         train_steps: int | None = None, learning_rate: float | None = None,
-                        warmup_steps: int = 0) -> tuple[UNet2DModel, dict]:
+                        warmup_steps: int = 0, select=None) -> tuple[UNet2DModel, dict]:
         cfg, start = self.cfg, time.perf_counter()
         n_images, train_steps = n_images or cfg.n_aux, train_steps or cfg.aux_train_steps
         images, labels, unguided = None, None, self.denoiser(base)
         exists = (self.run_dir.gen(self.t) / name).exists()
-        self.state.wait_for_everyone()
+        faults.barrier(self.state)
         if not exists:
             images, labels = self.draw(unguided, n_images, "aux_sample")
+            if select is not None:  # e.g. distribution shifting: the draws resampled to another class mix
+                chosen = select(images)
+                images, labels = images[chosen], (None if labels is None else labels[chosen])
         aux, stats = self.fine_tune(base, images, labels, name, train_steps=train_steps,
                                     learning_rate=learning_rate, warmup_steps=warmup_steps)
         return aux, {"train_images": stats.get("train_images", train_steps * cfg.batch_size),
                      "sample_nfe": n_images * cfg.sampling_steps * unguided.networks_per_step,
                      "seconds": time.perf_counter() - start}
+
+    def classify(self, images: np.ndarray) -> np.ndarray | None:
+        return self.run.classify(images)
 
     def saved_model(self, path: Path, make) -> UNet2DModel:
         return artifacts.saved_model(self.state, self.cfg, path, make)
@@ -106,6 +113,9 @@ class GenerationContext:
     def draw(self, denoiser: GuidedDenoiser, n_images: int, purpose: str):
         """Sample n_images in chunks spread over the processes; chunks on disk survive interruptions."""
         cfg, state, t = self.cfg, self.state, self.t
+        if purpose not in ROLES:
+            raise ConfigError(f"--sampler: {self.run.sampler_name!r} draws for purpose {purpose!r}; use one of "
+                              f"{', '.join(ROLES)}")
         chunk_dir = self.work_dir / ("chunks" if purpose == "sample" else f"{purpose.removesuffix('_sample')}_chunks")
         n_chunks = len(chunk_sizes(n_images, cfg.sample_batch_size))
         mine = [i for i in range(n_chunks) if i % state.num_processes == state.process_index
@@ -114,16 +124,16 @@ class GenerationContext:
         results = {}
         bar = tqdm(total=n_images, desc=f"gen {t} {purpose.replace('_', ' ')}", leave=False,
                    disable=not state.is_local_main_process, dynamic_ncols=True)
-        for index, images, labels in sample_chunks(denoiser, cfg, n_images, (cfg.seed, t, ROLES.get(purpose, 3)),
+        for index, images, labels in sample_chunks(denoiser, cfg, n_images, (cfg.seed, t, ROLES[purpose]),
                                                    purpose, self.run.real.num_classes, self.device, mine,
                                                    self.run.sampling_autocast()):
             arrays = {"images": images, **({"labels": labels} if labels is not None else {})}
             atomic_save_npz(chunk_dir / f"chunk_{index:04d}.npz", **arrays)
-            faults.reached("sample", t, ROLES.get(purpose, 3), index)
+            faults.reached("sample", t, ROLES[purpose], index)
             results[index] = arrays
             bar.update(len(images))
         bar.close()
-        state.wait_for_everyone()
+        faults.barrier(state)
         chunks = [results.get(i) or load_npz(chunk_dir / f"chunk_{i:04d}.npz", ("images",)) for i in range(n_chunks)]
         images = np.concatenate([c["images"] for c in chunks])
         labels = np.concatenate([c["labels"] for c in chunks]) if "labels" in chunks[0] else None
@@ -136,7 +146,7 @@ def run_generation(run, t: int) -> None:
     ctx = GenerationContext(run, t)
     if ctx.state.is_main_process:
         ctx.work_dir.mkdir(parents=True, exist_ok=True)
-    ctx.state.wait_for_everyone()
+    faults.barrier(ctx.state)
     data = ctx.training_data()
     base, train_stats = ctx.base_model(data)
     setup = SAMPLERS[run.sampler_name].build(ctx, base)
@@ -157,6 +167,7 @@ def run_generation(run, t: int) -> None:
         scores = {**scorer.score(samples, subset_seed), "memorization": memorization(samples, data.images)}
         if health is not None:
             scores.update(rows.health_scores(scorer.score(health, subset_seed)))
+        scores.update(rows.target_scores(ctx.cfg, scores, scorer, health))
         metric_seconds = time.perf_counter() - start
 
         rd = ctx.run_dir
@@ -170,4 +181,4 @@ def run_generation(run, t: int) -> None:
         rd.mark_done(t)
         faults.reached("done", t)
         run.log(rows.summary(row, ctx.cfg.generations))
-    ctx.state.wait_for_everyone()
+    faults.barrier(ctx.state)

@@ -7,7 +7,9 @@ Generation 0 always trains on R_0 (n_real real images). For t >= 1:
     fresh-data               D_t = R_t ∪ S_{t-1}, R_t fresh real    MAD
     accumulate               D_t = R_0 ∪ S_0 ∪ … ∪ S_{t-1}          Gerstgrasser et al.
     accumulate-subsample     uniform subsample of the above, n_real + n_synthetic     Kazdan et al.
+    accumulate-growing       accumulate, training steps scaled by |D_t| / |D_0|     Gerstgrasser et al.
     curated                  D_t = R_0 ∪ top-q of S_{t-1} by a verifier              Ferbach/Feng et al.
+    curated-balanced         D_t = R_0 ∪ top-q of S_{t-1} within each predicted class (the class-balanced control)
     sims                     as synthetic-augmentation, S_t drawn with the SIMS sampler
     neon                     as synthetic-augmentation, S_t drawn with Neon's merged model
 
@@ -28,19 +30,7 @@ import numpy as np
 
 from autophagy.config import ConfigError, RunConfig, field_names, validate
 from autophagy.seeding import rng_for
-
-
-@dataclass(frozen=True)
-class TrainingSet:
-    real_indices: np.ndarray                 # indices into the dataset's images (members of the pool)
-    synthetic_generations: tuple[int, ...]   # generations whose S_t are included
-    synthetic_indices: dict | None = None    # {generation: indices into its S_t} to keep a subset; None = all
-    info: dict | None = None                 # extra fields for the metrics row (e.g. what curation kept)
-
-    def synthetic_parts(self):
-        """(generation, indices into S_g or None for all of it) for every synthetic part of D_t."""
-        chosen = self.synthetic_indices or {}
-        return [(g, chosen.get(g)) for g in self.synthetic_generations]
+from loops.training_set import TrainingSet, check_training_set  # noqa: F401 (the plug-in API imports both from here)
 
 
 class RealDraws:
@@ -120,38 +110,6 @@ def regime_fields() -> set[str]:
     return {f for r in REGIMES.values() for f in r.uses} | {"n_real_fresh", "allow_reuse"}
 
 
-def _bad(name: str, t: int, problem: str) -> ConfigError:
-    return ConfigError(f"--regime: {name!r} built a training set for generation {t} that {problem}")
-
-
-def check_training_set(name: str, t: int, ts: TrainingSet, pool_members: np.ndarray, size_of) -> None:
-    """Refuse a TrainingSet that is not one: wrong types, real images outside the training pool (the
-    validation and reference splits can never be trained on), synthetic parts of generations that do
-    not exist yet or indices outside them (`size_of(g)`: |S_g|)."""
-    if not isinstance(ts, TrainingSet):
-        raise _bad(name, t, f"is a {type(ts).__name__}, not a TrainingSet")
-    real = ts.real_indices
-    if not isinstance(real, np.ndarray) or real.ndim != 1 or (len(real) and not np.issubdtype(real.dtype, np.integer)):
-        raise _bad(name, t, f"has real_indices of type {type(real).__name__}; give a 1-d integer numpy array")
-    outside = real[~np.isin(real, pool_members)]
-    if len(outside):
-        raise _bad(name, t, f"names {len(outside)} real image(s) outside the training pool (e.g. index "
-                            f"{int(outside[0])}); use indices from draws.draw(...) only")
-    if not isinstance(ts.synthetic_generations, tuple):
-        raise _bad(name, t, f"has synthetic_generations of type {type(ts.synthetic_generations).__name__}; give a tuple")
-    if ts.synthetic_indices is not None and not isinstance(ts.synthetic_indices, dict):
-        raise _bad(name, t, f"has synthetic_indices of type {type(ts.synthetic_indices).__name__}; give a dict")
-    for g, indices in ts.synthetic_parts():
-        if not isinstance(g, (int, np.integer)) or not 0 <= g < t:
-            raise _bad(name, t, f"uses the synthetic set of generation {g!r}; only generations 0..{t - 1} exist")
-        if indices is None:
-            continue
-        if not isinstance(indices, np.ndarray) or indices.ndim != 1 or (len(indices) and not np.issubdtype(indices.dtype, np.integer)):
-            raise _bad(name, t, f"keeps a subset of S_{g} of type {type(indices).__name__}; give a 1-d integer numpy array")
-        if len(indices) and (indices.min() < 0 or indices.max() >= size_of(g)):
-            raise _bad(name, t, f"keeps indices outside S_{g} (0..{size_of(g) - 1})")
-
-
 NO_REAL = np.empty(0, dtype=np.int64)
 
 
@@ -178,6 +136,33 @@ def curated(t: int, draws: RealDraws) -> TrainingSet:
                        {"curation_kept_fraction": keep / len(images), "curation_kept_histogram": histogram})
 
 
+def accumulate_growing(t: int, draws: RealDraws) -> TrainingSet:
+    """Gerstgrasser et al. 2024: R_0 ∪ S_0 ∪ … ∪ S_{t-1}, trained for train_steps · |D_t| / |D_0| steps, so
+    every image is seen as often as in generation 0 (their stability result assumes training grows with
+    the data)."""
+    cfg = draws.cfg
+    size = cfg.n_real + t * cfg.n_synthetic
+    steps = int(round(cfg.train_steps * size / cfg.n_real))
+    return TrainingSet(draws.draw(0), tuple(range(t)), train_steps=steps,
+                       info={"train_steps": steps, "train_steps_scale": size / cfg.n_real})
+
+
+def curated_balanced(t: int, draws: RealDraws) -> TrainingSet:
+    """R_0 ∪ the top-q of each predicted class of S_{t-1} by the verifier's confidence: the curated loop
+    without its class bias (the verifier alone keeps far more of its confident classes)."""
+    images, _ = draws.samples(t - 1)
+    confidence, predicted = draws.verifier(images)
+    kept = []
+    for c in np.unique(predicted):
+        members = np.flatnonzero(predicted == c)
+        keep = max(1, int(round(draws.cfg.curation_keep * len(members))))
+        kept.append(members[np.argsort(-confidence[members], kind="stable")[:keep]])
+    kept = np.sort(np.concatenate(kept))
+    histogram = np.bincount(predicted[kept], minlength=draws.num_classes).tolist() if draws.num_classes else []
+    return TrainingSet(draws.draw(0), (t - 1,), {t - 1: kept},
+                       {"curation_kept_fraction": len(kept) / len(images), "curation_kept_histogram": histogram})
+
+
 register_regime("fully-synthetic", lambda t, d: TrainingSet(NO_REAL, (t - 1,)),
                 description="D_t = S_{t-1} (MAD's fully synthetic loop)")
 register_regime("synthetic-augmentation", lambda t, d: TrainingSet(d.draw(0), (t - 1,)),
@@ -195,6 +180,10 @@ register_regime("sims", lambda t, d: TrainingSet(d.draw(0), (t - 1,)), sampler="
 register_regime("neon", lambda t, d: TrainingSet(d.draw(0), (t - 1,)), sampler="neon",
                 control="synthetic-augmentation",
                 description="D_t = R_0 ∪ S_{t-1}, S_t drawn with Neon's merged model (Neon)")
+register_regime("accumulate-growing", accumulate_growing, control="accumulate",
+                description="accumulate with training steps scaled by |D_t| / |D_0| (Gerstgrasser et al.)")
+register_regime("curated-balanced", curated_balanced, uses=("curation_keep",), control="synthetic-augmentation",
+                description="D_t = R_0 ∪ top-q of each predicted class of S_{t-1} (class-balanced curation)")
 register_regime("curated", curated, uses=("curation_keep",), control="synthetic-augmentation",
                 description="D_t = R_0 ∪ top-q of S_{t-1} by a verifier trained on the real pool (curated loops)")
 
@@ -217,4 +206,7 @@ def validate_run(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"--regime: {cfg.regime!r} is not allowed; choose one of {', '.join(REGIMES)}")
     if cfg.sampler and cfg.sampler not in SAMPLERS:
         raise ConfigError(f"--sampler: {cfg.sampler!r} is not allowed; choose one of {', '.join(SAMPLERS)}")
+    if cfg.target_distribution and "target_distribution" not in SAMPLERS[sampler_of(cfg)].uses:
+        raise ConfigError(f"--target-distribution: the {sampler_of(cfg)!r} sampler cannot shift a distribution; "
+                          f"use --sampler sims (or --regime sims)")
     return validate(cfg)

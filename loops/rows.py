@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from autophagy.config import target_probabilities
 from autophagy.layout import HEALTH_KEYS, HEALTH_PREFIX
+from autophagy.metrics import total_variation
 from loops.artifacts import memory_mb
 from loops.regimes import method_fields
 
@@ -22,11 +24,26 @@ class TrainingData:
     n_real: int
     n_synthetic: int
     info: dict           # the regime's extra row fields (e.g. what curation kept)
+    train_steps: int     # optimizer steps θ_t trains for
 
 
 def health_scores(scores: dict) -> dict:
     """A guided run's unguided health draws as the row's plain_* keys."""
     return {HEALTH_PREFIX + k: scores[k] for k in HEALTH_KEYS if k in scores}
+
+
+def target_scores(cfg, scores: dict, scorer, health) -> dict:
+    """Distribution shifting: total variation of S_t's class histogram (and of the unguided health
+    draws') to the target q, as the lenet classifier of the real pool sees them."""
+    q = target_probabilities(cfg)
+    if not q or "class_histogram" not in scores:
+        return {}
+    out = {"target_tv": total_variation(scores["class_histogram"], q)}
+    if health is not None:
+        histogram = np.bincount(scorer.extractor.classify(health), minlength=len(q))[:len(q)]
+        out.update({HEALTH_PREFIX + "target_tv": total_variation(histogram, q),
+                    HEALTH_PREFIX + "class_histogram": histogram.tolist()})
+    return out
 
 
 def metrics_row(run, t: int, scores: dict, data: TrainingData, train_stats: dict, setup, scorer, n_generated: int,
@@ -49,7 +66,7 @@ def metrics_row(run, t: int, scores: dict, data: TrainingData, train_stats: dict
         "sampling_bias": cfg.sampling_bias, "num_processes": run.state.num_processes,
         "sampling_dtype": run.sampling_dtype,
         "ema_decay_effective": train_stats.get("ema_decay_effective", float("nan")),
-        "cost_train_images": train_stats.get("train_images", cfg.train_steps * cfg.batch_size) + setup.train_images,
+        "cost_train_images": train_stats.get("train_images", data.train_steps * cfg.batch_size) + setup.train_images,
         "cost_sample_nfe": cfg.n_synthetic * nfe_per_image + setup.sample_nfe,
         "train_seconds": train_stats.get("seconds", float("nan")), "aux_seconds": setup.seconds,
         **seconds, **data.info, **memory_mb(),

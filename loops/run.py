@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from accelerate import PartialState
 
-from autophagy import threads
-from autophagy.config import ConfigError, RunConfig
+from autophagy import faults, threads
+from autophagy.config import ConfigError, RunConfig, target_probabilities
 from autophagy.data import RealData, load_real_data
 from autophagy.features import resolve_features, train_lenet
 from autophagy.hardware import resolve_sampling_dtype
@@ -41,6 +41,13 @@ def load_data_for(cfg: RunConfig) -> RealData:
     if cfg.features == "lenet" and real.labels is None:
         raise ConfigError(f"--features: 'lenet' needs class labels and {cfg.data!r} has none; use --features auto "
                           f"(an autoencoder trained on the pool, offline) or inception")
+    q = target_probabilities(cfg)
+    if q and real.labels is None:
+        raise ConfigError(f"--target-distribution: {cfg.data!r} has no class labels, so no class mix can be "
+                          f"targeted (the classes of samples come from a classifier of the real labels)")
+    if q and len(q) != real.num_classes:
+        raise ConfigError(f"--target-distribution: {len(q)} probabilities given but {cfg.data!r} has "
+                          f"{real.num_classes} classes; give one per class")
     if cfg.class_conditional and real.labels is None:
         raise ConfigError(f"--sampling-bias: {cfg.sampling_bias} needs class labels and {cfg.data!r} has none; "
                           f"use --sampling-bias 1")
@@ -69,7 +76,7 @@ def run_loop(cfg: RunConfig, out: Path | str, overwrite: bool = False, log=print
                 rd.restore_rows(log)
             rd.check_or_write_config(cfg, overwrite, num_processes=state.num_processes, resolve=lambda c: (
                 dataclasses.replace(c, features=resolve_features(c.features, real))))
-        state.wait_for_everyone()
+        faults.barrier(state)
         run = RunState(cfg, rd, real, state, log)
         tracker = Tracker(cfg, rd)
         for t in range(cfg.generations):
@@ -106,6 +113,14 @@ class RunState:
         if self._verifier is None:  # loaded from the cache once per run, not once per generation
             self._verifier = train_lenet(self.real)
         return self._verifier.confidence(images)
+
+    def classify(self, images: np.ndarray) -> np.ndarray | None:
+        """Classes of images by the lenet classifier trained on the real pool only (None without labels)."""
+        if self.real.labels is None:
+            return None
+        if self._verifier is None:
+            self._verifier = train_lenet(self.real)
+        return self._verifier.classify(images)
 
     def sampling_autocast(self):
         if self.cfg.mixed_precision != "no":

@@ -13,6 +13,7 @@ into the report's labels; fields no run at hand uses stay out of its label.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
@@ -21,9 +22,10 @@ import numpy as np
 import torch
 from diffusers import UNet2DModel
 
-from autophagy.config import ConfigError, RunConfig, field_names
+from autophagy.config import ConfigError, RunConfig, field_names, target_probabilities
 from autophagy.rundir import RunDir
 from autophagy.sampling import GuidedDenoiser
+from autophagy.seeding import rng_for
 
 
 class SamplerContext(Protocol):
@@ -49,10 +51,14 @@ class SamplerContext(Protocol):
 
     def auxiliary_model(self, base: UNet2DModel, name: str = "aux_model", *, n_images: int | None = None,
                         train_steps: int | None = None, learning_rate: float | None = None,
-                        warmup_steps: int = 0) -> tuple[UNet2DModel, dict]:
-        """A copy of θ_t fine-tuned on n_images of its own samples (SIMS's and Neon's auxiliary model; the
+                        warmup_steps: int = 0, select=None) -> tuple[UNet2DModel, dict]:
+        """A copy of θ_t fine-tuned on n_images of its own samples (`select(images)` -> indices picks or
+        resamples them first) (SIMS's and Neon's auxiliary model; the
         defaults are the config's n_aux and aux_train_steps at the base's learning rate), and its cost
         as SamplerSetup fields (train_images, sample_nfe, seconds)."""
+
+    def classify(self, images: np.ndarray) -> np.ndarray | None:
+        """Classes of images by the lenet classifier trained on the real pool only (None without labels)."""
 
     def saved_model(self, path: Path, make: Callable[[], UNet2DModel]) -> UNet2DModel:
         """The model saved at `path` by an interrupted run, or `make()`'s, saved there."""
@@ -102,17 +108,61 @@ def direct(ctx: SamplerContext, base: UNet2DModel) -> SamplerSetup:
 
 def sims(ctx: SamplerContext, base: UNet2DModel) -> SamplerSetup:
     """SIMS: fine-tune a copy of θ_t on n_aux of its own samples (the auxiliary model), then sample with
-    (1 + ω)·out_base − ω·out_aux at every step."""
-    aux, cost = ctx.auxiliary_model(base)
+    (1 + ω)·out_base − ω·out_aux at every step. With --target-distribution q, the auxiliary model's
+    samples are first resampled to the class mix that steers the guided samples to q (`shift_mix`)."""
+    q = target_probabilities(ctx.cfg)
+    select = None
+    if q:
+        def select(images):
+            return shift_indices(ctx.classify(images), q, ctx.cfg.guidance_weight, rng_for(ctx.cfg.seed, "shift", ctx.t))
+    aux, cost = ctx.auxiliary_model(base, select=select)
     denoiser = GuidedDenoiser(base, aux.to(ctx.device), ctx.cfg.guidance_weight, ctx.class_guidance_weight,
                               ctx.cfg.channels_last)
     return SamplerSetup(denoiser, guided=True, **cost)
 
 
+def shift_mix(base_mix, target, guidance_weight: float, floor: float = 1e-3) -> np.ndarray:
+    """The auxiliary class mix π_s that steers SIMS's guided samples to the class mix q.
+
+    Guided sampling draws approximately from p_base^(1+ω) / p_aux^ω, so with the base's class mix π_r and
+    an auxiliary model fine-tuned on samples of mix π_s the guided mix is ∝ π_r^(1+ω) · π_s^(−ω); it equals
+    q for π_s ∝ π_r^((1+ω)/ω) · q^(−1/ω). (A derivation from the guidance form; a finite fine-tune adopts
+    π_s only in part, so the reached mix lies between the plain one and q.) Probabilities below `floor`
+    are raised to it so that an empty class stays finite."""
+    pi_r = np.maximum(np.asarray(base_mix, dtype=np.float64), floor)
+    q = np.maximum(np.asarray(target, dtype=np.float64), floor)
+    w = max(guidance_weight, 1e-6)
+    mix = pi_r ** ((1 + w) / w) * q ** (-1 / w)
+    return mix / mix.sum()
+
+
+def shift_indices(classes: np.ndarray, target, guidance_weight: float, rng: np.random.Generator) -> np.ndarray:
+    """Indices into the base's samples (with replacement, as many as there are) whose class mix is
+    `shift_mix` of theirs: the auxiliary model's training set for distribution shifting."""
+    k = len(target)
+    base_mix = np.bincount(classes, minlength=k)[:k] / len(classes)
+    counts = np.round(shift_mix(base_mix, target, guidance_weight) * len(classes)).astype(int)
+    chosen = [rng.choice(np.flatnonzero(classes == c), n, replace=True)
+              for c, n in enumerate(counts) if n and (classes == c).any()]
+    return np.sort(np.concatenate(chosen)) if chosen else np.arange(len(classes))
+
+
+def neon_budget(cfg: RunConfig) -> dict:
+    """Neon's own auxiliary fine-tune, by default in its paper's proportions (SinaAlemohammad/Neon,
+    edm/run_cifar10.sh: 6k base samples for 50k real images, lr 1e-4 against EDM's 1e-3 with EDM's linear
+    ramp of 10 Mimg over a 6 Mimg fine-tune; the paper reports about 1.75 % of the base's training images
+    on CIFAR-10). The cpu preset's defaults: 120 samples, 11 steps of 64 (1.8 % of 600 x 64), lr 2e-4."""
+    steps = cfg.neon_aux_train_steps or max(1, math.ceil(0.0175 * cfg.train_steps))
+    return {"n_images": cfg.neon_n_aux or max(1, round(0.12 * cfg.n_real)), "train_steps": steps,
+            "learning_rate": cfg.neon_learning_rate or cfg.learning_rate / 10,
+            "warmup_steps": math.ceil(steps * 10 / 6)}
+
+
 def neon(ctx: SamplerContext, base: UNet2DModel) -> SamplerSetup:
-    """Neon (Alemohammad et al. 2025): the same auxiliary fine-tune, then merge the weights
-    θ = (1 + w)·θ_base − w·θ_aux and sample with that one network."""
-    aux, cost = ctx.auxiliary_model(base)
+    """Neon (Alemohammad et al. 2025): fine-tune a copy of θ_t briefly on a few of its own samples at a
+    reduced learning rate (`neon_budget`), then merge the weights θ = (1 + w)·θ_base − w·θ_aux and sample
+    with that one network."""
+    aux, cost = ctx.auxiliary_model(base, **neon_budget(ctx.cfg))
     merged = ctx.saved_model(ctx.run_dir.merged_model_dir(ctx.t), lambda: neon_merge(base, aux, ctx.cfg.neon_weight))
     return SamplerSetup(ctx.denoiser(merged), guided=True, **cost)
 
@@ -129,7 +179,7 @@ def neon_merge(base: UNet2DModel, aux: UNet2DModel, weight: float) -> UNet2DMode
 
 AUXILIARY = ("n_aux", "aux_train_steps")
 register_sampler("plain", direct, description="S_t drawn from θ_t (CFG when --sampling-bias < 1)")
-register_sampler("sims", sims, uses=("guidance_weight", *AUXILIARY),
+register_sampler("sims", sims, uses=("guidance_weight", *AUXILIARY, "target_distribution"),
                  description="SIMS: (1+ω)·out_base − ω·out_aux, aux fine-tuned on own samples")
-register_sampler("neon", neon, uses=("neon_weight", *AUXILIARY),
+register_sampler("neon", neon, uses=("neon_weight", "neon_n_aux", "neon_aux_train_steps", "neon_learning_rate"),
                  description="Neon: one network with weights (1+w)·θ_base − w·θ_aux")

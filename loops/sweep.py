@@ -18,6 +18,7 @@ import os
 import traceback
 from pathlib import Path
 
+from autophagy import faults
 from autophagy.config import ConfigError, RunConfig
 from autophagy.rundir import RunDir, atomic_write_text
 from loops.generation_zero import generation_zero_key, reuse_generation_zero
@@ -141,7 +142,7 @@ def run_sweep(runs: list[tuple[str, RunConfig]], out: Path | str, workers: int =
             owner_name, _ = owners[generation_zero_key(cfg)]
             if owner_name != name and reuse_generation_zero(RunDir(out / owner_name), RunDir(out / name), cfg):
                 log(f"{name}: generation 0 reused from {owner_name}")
-    state.wait_for_everyone()
+    faults.barrier(state)
     jobs = [(cfg, out / name) for name, cfg in runs
             if states.get(str(out / owners[generation_zero_key(cfg)][0]), {}).get("state") != "failed"]
     log(f"sweep: {len(jobs)} run(s) on {workers} worker(s)")

@@ -90,3 +90,20 @@ def test_rescore_measures_the_model_health_again_or_drops_it(micro, tmp_path):
     rd.health_samples_path(0).unlink()
     rescore_run(rd.root, log=lambda *_: None)
     assert not any(k.startswith("plain_") for k in rd.read_rows()[0])
+
+
+def test_neon_defaults_keep_its_budget_at_its_papers_share(micro, tmp_path):
+    from autophagy.config import make_config
+    from loops.samplers import neon_budget
+    cfg = make_config("cpu", regime="neon")
+    budget = neon_budget(cfg)
+    share = budget["train_steps"] * cfg.batch_size / (cfg.train_steps * cfg.batch_size)
+    assert 0.0175 <= share <= 0.02                          # about 1.75 %, far under the 5 % ceiling
+    assert budget["n_images"] == 120 and budget["learning_rate"] == cfg.learning_rate / 10
+    assert budget["warmup_steps"] > budget["train_steps"]   # EDM's ramp is still rising at the end
+    small = micro(regime="neon", generations=1)
+    rd = run_loop(small, tmp_path / "neon")
+    row = json.loads(rd.metrics_path.read_text().splitlines()[0])
+    steps = neon_budget(small)["train_steps"]
+    assert row["cost_train_images"] == (small.train_steps + steps) * small.batch_size
+    assert row["uses"]["neon_weight"] == small.neon_weight and "guidance_weight" not in row["uses"]

@@ -100,3 +100,15 @@ def test_a_late_process_meets_the_same_barriers_when_the_model_appears_meanwhile
         thread.join(60)
     assert not errors and sorted(results) == [0, 1]
     assert (path / "unet").is_dir()
+
+
+def test_a_rank_delayed_at_random_before_every_collective_gives_the_same_run(two_process_run, tmp_path):
+    """Process 1 sleeps a random 0..0.3 s before every barrier (autophagy.faults.barrier): every
+    rank-dependent look at the disk must still pair each barrier with the right one, and the result is
+    the undelayed run's, byte for byte."""
+    out = tmp_path / "delayed"
+    code, log = launch(*ARGS, "--out", out, env={"AUTOPHAGY_DELAY_RANK": "1:0.3"})
+    assert code == 0, log[-3000:]
+    for t in (0, 1):
+        assert (out / f"gen_{t:03d}" / "samples.npz").read_bytes() == \
+            (two_process_run / f"gen_{t:03d}" / "samples.npz").read_bytes()

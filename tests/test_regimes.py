@@ -122,3 +122,29 @@ def test_curation_keeps_exactly_the_top_q_by_the_verifier():
     assert sum(ts.info["curation_kept_histogram"]) == 30
     assert ts.info["curation_kept_histogram"][3] == int(np.sum(kept % 10 == 3))
     assert np.array_equal(ts.real_indices, d.draw(0))
+
+
+def test_accumulate_growing_trains_in_proportion_to_its_data():
+    cfg, d = draws("accumulate-growing", n_synthetic=250)
+    for t in range(1, 5):
+        ts = REGIMES["accumulate-growing"].training_set(t, d)
+        size = len(ts.real_indices) + sum(cfg.n_synthetic for _ in ts.synthetic_generations)
+        assert ts.synthetic_generations == tuple(range(t))
+        assert ts.train_steps == round(cfg.train_steps * size / cfg.n_real)   # |D_t| / |D_0|, exactly
+    assert REGIMES["accumulate-growing"].training_set(0, d).train_steps is None  # generation 0: the preset's
+
+
+def test_balanced_curation_keeps_the_top_q_of_every_class():
+    cfg = make_config("micro", regime="curated-balanced", generations=3, curation_keep=0.3)
+    rng = np.random.default_rng(1)
+    confidence = rng.random(cfg.n_synthetic)
+    predicted = rng.choice(10, cfg.n_synthetic, p=[0.4] + [0.6 / 9] * 9)   # a verifier biased to class 0
+    d = RealDraws(np.arange(1000), cfg, samples=_Samples(cfg.n_synthetic),
+                  verifier=lambda images: (confidence, predicted), num_classes=10)
+    (g, kept), = REGIMES["curated-balanced"].training_set(2, d).synthetic_parts()
+    for c in range(10):
+        members = np.flatnonzero(predicted == c)
+        mine = np.intersect1d(kept, members)
+        assert len(mine) == max(1, round(0.3 * len(members)))
+        if len(mine) < len(members):   # every kept image of the class beats every dropped one of it
+            assert confidence[mine].min() > confidence[np.setdiff1d(members, mine)].max()

@@ -254,3 +254,13 @@ def test_a_training_set_checked_directly():
     check_training_set("ok", 1, TrainingSet(np.array([10, 19]), (0,), {0: np.array([0, 4])}), pool, lambda g: 5)
     with pytest.raises(ConfigError, match="outside S_0"):
         check_training_set("bad", 1, TrainingSet(np.array([10]), (0,), {0: np.array([5])}), pool, lambda g: 5)
+
+
+def test_a_damaged_reference_cache_is_rebuilt(capsys, run_copy, finished):
+    (run_copy / "reference_features.npz").write_bytes(b"not an npz")
+    code, err = cli(capsys, *MICRO, "--generations", "3", "--out", run_copy)
+    assert code == 0, err
+    with np.load(run_copy / "reference_features.npz") as a, np.load(finished / "reference_features.npz") as b:
+        assert np.array_equal(a["features"], b["features"])
+    rows = [json.loads(line) for line in (run_copy / "metrics.jsonl").read_text().splitlines()]
+    assert [r["generation"] for r in rows] == [0, 1, 2]

@@ -1,0 +1,68 @@
+"""SIMS distribution shifting: the target is checked, the auxiliary mix follows the derivation, the
+rows carry the distance to the target."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from autophagy.config import ConfigError, make_config, validate
+from autophagy.metrics import total_variation
+from loops.regimes import validate_run
+from loops.samplers import shift_indices, shift_mix
+
+UNIFORM = ",".join(["0.1"] * 10)
+SKEWED = "0.3,0.3,0.05,0.05,0.05,0.05,0.05,0.05,0.05,0.05"
+
+
+@pytest.mark.parametrize("text, expected", [("0.5,0.6", "sum to 1"), ("0.5,x", "not a comma-separated"),
+                                            ("1.5,-0.5", "not a distribution")])
+def test_a_target_that_is_not_a_distribution_is_refused(text, expected):
+    with pytest.raises(ConfigError, match=expected):
+        validate(make_config("micro", regime="sims", target_distribution=text))
+
+
+def test_a_target_needs_a_sampler_that_shifts_and_labelled_data(tmp_path):
+    with pytest.raises(ConfigError, match="--sampler sims"):
+        validate_run(make_config("micro", regime="fully-synthetic", target_distribution=UNIFORM))
+    from loops.run import load_data_for
+    with pytest.raises(ConfigError, match="one per class"):
+        load_data_for(make_config("micro", regime="sims", target_distribution="0.5,0.5"))
+    folder = tmp_path / "unlabeled"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(520):
+        Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(folder / f"{i:04d}.png")
+    with pytest.raises(ConfigError, match="no class labels"):
+        load_data_for(make_config("micro", regime="sims", data=str(folder), target_distribution="1"))
+
+
+def test_total_variation_on_a_known_histogram():
+    assert total_variation([5, 3, 2], [0.5, 0.3, 0.2]) == 0.0
+    assert np.isclose(total_variation([10, 0], [0.5, 0.5]), 0.5)      # ½(|1 − .5| + |0 − .5|)
+    assert np.isclose(total_variation([1, 1, 2], [1.0, 0, 0]), 0.75)   # ½(.75 + .25 + .5)
+
+
+def test_the_auxiliary_mix_steers_the_guided_mix_to_the_target():
+    """Guided mix ∝ π_r^(1+ω) · π_s^(−ω) with π_s = shift_mix(π_r, q, ω) must be q itself."""
+    pi_r = np.array([0.2, 0.1, 0.3, 0.4])
+    q = np.array([0.4, 0.3, 0.2, 0.1])
+    for omega in (0.5, 1.0, 2.0):
+        pi_s = shift_mix(pi_r, q, omega)
+        guided = pi_r ** (1 + omega) * pi_s ** (-omega)
+        assert np.allclose(guided / guided.sum(), q)
+    classes = np.repeat(np.arange(4), [200, 100, 300, 400])
+    chosen = shift_indices(classes, q, 2.0, np.random.default_rng(0))
+    mix = np.bincount(classes[chosen], minlength=4) / len(chosen)
+    assert np.abs(mix - shift_mix(pi_r, q, 2.0)).max() < 0.01 and len(chosen) == pytest.approx(1000, abs=4)
+
+
+def test_a_shifted_sims_run_records_its_distance_to_the_target(micro, tmp_path):
+    from loops.run import run_loop
+    rd = run_loop(micro(regime="sims", generations=1, target_distribution=SKEWED), tmp_path / "shift",
+                  log=lambda *_: None)
+    row = json.loads(rd.metrics_path.read_text().splitlines()[0])
+    q = [float(v) for v in SKEWED.split(",")]
+    assert row["target_tv"] == pytest.approx(total_variation(row["class_histogram"], q))
+    assert row["plain_target_tv"] == pytest.approx(total_variation(row["plain_class_histogram"], q))
+    assert row["uses"]["target_distribution"] == SKEWED
