@@ -68,7 +68,10 @@ def rebalance() -> int:
     """Set torch's thread count to this process's share now; returns it (a no-op outside `claim`)."""
     if not _claim:
         return torch.get_num_threads()
-    n = decide(_claim["requested"], len(set(active_processes()) | {os.getpid()}), cores())
+    # the ranks of one `accelerate launch` count from the start, whenever each registers: a rank's thread
+    # count must not depend on which rank got here first (it changes the last bits of its results)
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)
+    n = decide(_claim["requested"], max(local_ranks, len(set(active_processes()) | {os.getpid()})), cores())
     if n != torch.get_num_threads():
         torch.set_num_threads(n)
     return n

@@ -79,9 +79,13 @@ def test_every_regime_runs_three_generations(micro, tmp_path, regime):
     n = cfg.n_synthetic
     expected = {"synthetic-augmentation": ([200, 200, 200], [0, n, n]), "sims": ([200, 200, 200], [0, n, n]),
                 "neon": ([200, 200, 200], [0, n, n]), "curated": ([200, 200, 200], [0, n // 2, n // 2]),
-                "fresh-data": ([200, 50, 50], [0, n, n]), "accumulate": ([200, 200, 200], [0, n, 2 * n])}.get(regime)
+                "fresh-data": ([200, 50, 50], [0, n, n]), "accumulate": ([200, 200, 200], [0, n, 2 * n]),
+                "accumulate-growing": ([200, 200, 200], [0, n, 2 * n])}.get(regime)
     if regime == "accumulate-subsample":  # the fixed budget n_real + n_synthetic, drawn from R_0 and S_0..S_{t-1}
         assert [a + b for a, b in zip(real, synth)] == [200, 300, 300] and synth[2] > 0
+    elif regime == "curated-balanced":  # the top half of each predicted class: about half of S_{t-1}
+        assert real == [200, 200, 200] and all(abs(s - n // 2) <= 10 for s in synth[1:])
+        assert [sum(r["curation_kept_histogram"]) for r in rows[1:]] == synth[1:]
     else:
         assert (real, synth) == expected
     if regime == "curated":
@@ -89,6 +93,9 @@ def test_every_regime_runs_three_generations(micro, tmp_path, regime):
     if regime == "sims":
         assert (tmp_path / regime / "gen_002" / "aux_model" / "unet").is_dir()
         assert all(r["sampler"] == "sims" and r["guidance_weight"] == cfg.guidance_weight for r in rows)
+    if regime == "accumulate-growing":  # 30 steps for 200 images, 45 for 300, 60 for 400
+        assert [r.get("train_steps", cfg.train_steps) for r in rows] == [30, 45, 60]
+        assert [r["cost_train_images"] for r in rows] == [s * cfg.batch_size for s in (30, 45, 60)]
 
 
 def test_sampling_bias_trains_a_class_conditional_model(micro, tmp_path):
