@@ -30,7 +30,7 @@ def load_unet(path: Path) -> UNet2DModel:
     """A saved model (safetensors only: loading never unpickles); one line naming a damaged folder."""
     try:
         return UNet2DModel.from_pretrained(str(path), subfolder="unet", use_safetensors=True)
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError) as exc:
         raise RunFolderError(f"{str(path)!r} is not a readable model ({type(exc).__name__}); remove it and run "
                              f"the same command again to retrain it") from None
 

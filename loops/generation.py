@@ -47,11 +47,16 @@ class GenerationContext:
     def training_data(self) -> rows.TrainingData:
         real, rd = self.run.real, self.run_dir
         ts = self.run.regime.training_set(self.t, self.run.draws)
-        check_training_set(self.cfg.regime, self.t, ts, self.run.draws.pool_members,
-                           size_of=lambda g: len(rd.load_samples(g)[0]))
+        loaded = {}  # S_g read from disk once, for the check and for the arrays
+
+        def samples(g):
+            if g not in loaded:
+                loaded[g] = rd.load_samples(g)
+            return loaded[g]
+        check_training_set(self.cfg.regime, self.t, ts, self.run.draws.pool_members, size_of=lambda g: len(samples(g)[0]))
         parts, labels = [real.images[ts.real_indices]], [real.labels[ts.real_indices] if real.labels is not None else None]
         for g, indices in ts.synthetic_parts():
-            images, lab = rd.load_samples(g)
+            images, lab = samples(g)
             parts.append(images if indices is None else images[indices])
             labels.append(None if lab is None else (lab if indices is None else lab[indices]))
         all_labels = None if any(lab is None for lab in labels) else np.concatenate(labels)
