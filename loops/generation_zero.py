@@ -8,7 +8,9 @@ import json
 import shutil
 
 from autophagy.config import RunConfig
+from autophagy import layout
 from autophagy.rundir import RunDir
+from loops.artifacts import STATS_FILE
 from loops.regimes import regime_fields, sampler_of
 from loops.samplers import SAMPLERS, sampler_fields
 
@@ -20,6 +22,56 @@ def generation_zero_key(cfg: RunConfig) -> str:
     values = dataclasses.asdict(dataclasses.replace(cfg, regime="", generations=1, sampler=sampler))
     unused = (regime_fields() | sampler_fields()) - set(SAMPLERS[sampler].uses)
     return json.dumps({k: v for k, v in values.items() if k not in unused}, sort_keys=True)
+
+
+def base_key(cfg: RunConfig) -> str:
+    """What θ_0 depends on: the generation-0 key without the sampler and every field a sampler reads
+    (samplers only use θ_0 once it is trained)."""
+    values = dataclasses.asdict(dataclasses.replace(cfg, regime="", generations=1, sampler=""))
+    unused = regime_fields() | sampler_fields()
+    return json.dumps({k: v for k, v in values.items() if k not in unused}, sort_keys=True)
+
+
+def model_key(cfg: RunConfig) -> str:
+    """What all of generation 0's trained models (θ_0 and any auxiliary model) depend on: the generation-0
+    key without the fields its sampler declares sampling-only (SIMS's ω, Neon's w), which only combine
+    them. From generation 1 on nothing is shared: D_t holds S_{t-1}, which those fields drew."""
+    values = json.loads(generation_zero_key(cfg))
+    for name in SAMPLERS[sampler_of(cfg)].sampling_only_fields(cfg):
+        values.pop(name, None)
+    return json.dumps(values, sort_keys=True)
+
+
+BASE_MODEL = layout.MODEL  # gen_000/model: θ_0
+
+
+def _trained(folder) -> bool:
+    """A model folder that training wrote (its stats say how), not one combined from others (Neon's merged
+    model depends on w and is never shared)."""
+    try:
+        return bool(json.loads((folder / STATS_FILE).read_text()))
+    except (OSError, ValueError):
+        return False
+
+
+def share_models(source: RunDir, target: RunDir, cfg: RunConfig, only_base: bool = False) -> bool:
+    """Copy the trained models of a finished gen_000 into a `target` that has not finished generation 0:
+    θ_0 alone (`only_base`, a run with another sampler) or every trained model (the same models, e.g.
+    another ω); no combined model, no samples, no row. The target's own run then loads them and only
+    trains what is missing."""
+    if not source.is_done(0) or target.is_done(0):
+        return False
+    with target.locked():
+        target.check_or_write_config(cfg)
+        target.gen(0).mkdir(parents=True, exist_ok=True)
+        for folder in sorted(p for p in source.gen(0).iterdir() if p.is_dir() and _trained(p)):
+            if (only_base and folder.name != BASE_MODEL) or (target.gen(0) / folder.name).exists():
+                continue
+            partial = target.gen(0) / f".{folder.name}.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            shutil.copytree(folder, partial)
+            partial.rename(target.gen(0) / folder.name)
+    return True
 
 
 def reuse_generation_zero(source: RunDir, target: RunDir, cfg: RunConfig) -> bool:

@@ -10,6 +10,7 @@ Generation 0 always trains on R_0 (n_real real images). For t >= 1:
     accumulate-growing       accumulate, training steps scaled by |D_t| / |D_0|     Gerstgrasser et al.
     curated                  D_t = R_0 ∪ top-q of S_{t-1} by a verifier              Ferbach/Feng et al.
     curated-balanced         D_t = R_0 ∪ top-q of S_{t-1} within each predicted class (the class-balanced control)
+    self-correcting          D_t = R_0 ∪ C_γ(S_{t-1}), a correction applied to each sample          Gillman et al.
     sims                     as synthetic-augmentation, S_t drawn with the SIMS sampler
     neon                     as synthetic-augmentation, S_t drawn with Neon's merged model
 
@@ -28,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from autophagy.config import ConfigError, RunConfig, field_names, validate
+from autophagy.config import ConfigError, RunConfig, class_weights, field_names, validate
 from autophagy.seeding import rng_for
 from loops.training_set import TrainingSet, check_training_set  # noqa: F401 (the plug-in API imports both from here)
 
@@ -37,14 +38,53 @@ class RealDraws:
     """What a regime's `build(t, draws)` may read: R_0 and the fresh draws R_t of a run (a seeded
     permutation of the pool cut into consecutive, disjoint slices; with `allow_reuse`, draws past the
     end of the pool are taken with replacement), the run's config, and in a running loop the saved
-    samples of earlier generations (`samples(g)`) and a verifier trained on the real pool only
-    (`verifier(images) -> (confidence, predicted class)`)."""
+    samples of earlier generations (`samples(g)`), a verifier trained on the real pool only
+    (`verifier(images) -> (confidence, predicted class)`), the pixels of real draws (`real(indices) ->
+    (images, labels)`) and `once(key, make)`, which computes what a run needs in every generation
+    (e.g. a fitted correction) once per run."""
 
-    def __init__(self, pool: np.ndarray, cfg: RunConfig, samples=None, verifier=None, num_classes: int = 0):
+    def __init__(self, pool: np.ndarray, cfg: RunConfig, samples=None, verifier=None, num_classes: int = 0,
+                 images: np.ndarray | None = None, labels: np.ndarray | None = None):
         self.pool, self.cfg = pool, cfg
         self.pool_members = np.sort(pool)
         self.order = pool[rng_for(cfg.seed, "real_draw").permutation(len(pool))]
         self.samples, self.verifier, self.num_classes = samples, verifier, num_classes
+        self._images, self._labels, self._once = images, labels, {}
+        if cfg.class_weights:
+            self.order = self._imbalanced(self.order)
+
+    def _imbalanced(self, order: np.ndarray) -> np.ndarray:
+        """--class-weights: R_0 (the first n_real of the order) with round(n_real · w_c / Σw) images of
+        class c, each class's first members in the seeded order; the rest of the pool follows as before."""
+        weights = np.asarray(class_weights(self.cfg))
+        if self._labels is None:
+            raise ConfigError(f"--class-weights: {self.cfg.data!r} has no class labels")
+        if len(weights) != self.num_classes:
+            raise ConfigError(f"--class-weights: {self.cfg.class_weights!r} gives {len(weights)} weights; "
+                              f"{self.cfg.data!r} has {self.num_classes} classes")
+        counts = np.floor(self.cfg.n_real * weights / weights.sum()).astype(int)
+        remainder = self.cfg.n_real * weights / weights.sum() - counts
+        counts[np.argsort(-remainder, kind="stable")[:self.cfg.n_real - counts.sum()]] += 1  # sums to n_real
+        classes = self._labels[order]
+        chosen = []
+        for c, count in enumerate(counts):
+            members = np.flatnonzero(classes == c)
+            if len(members) < count:
+                raise ConfigError(f"--class-weights: R_0 needs {count} images of class {c}; the pool holds {len(members)}")
+            chosen.append(members[:count])
+        first = np.sort(np.concatenate(chosen))
+        return np.concatenate([order[first], np.delete(order, first)])
+
+    def real(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The images (and labels) of real draws; only members of the training pool."""
+        if not np.isin(indices, self.pool_members).all():
+            raise ConfigError("--regime: a regime asked for real images outside the training pool")
+        return self._images[indices], None if self._labels is None else self._labels[indices]
+
+    def once(self, key: str, make):
+        if key not in self._once:
+            self._once[key] = make()
+        return self._once[key]
 
     def draw(self, t: int) -> np.ndarray:
         n_real, n_fresh = self.cfg.n_real, self.cfg.fresh_per_generation
@@ -147,6 +187,22 @@ def accumulate_growing(t: int, draws: RealDraws) -> TrainingSet:
                        info={"train_steps": steps, "train_steps_scale": size / cfg.n_real})
 
 
+def self_correcting(t: int, draws: RealDraws) -> TrainingSet:
+    """Gillman et al. 2024: D_t = R_0 ∪ C_γ(S_{t-1}), every synthetic image moved a fraction γ of the way
+    to its correction C(x) (loops.corrections) fitted on R_0; the class of a sample is its own label in
+    a class-conditional run, else the prediction of the lenet classifier trained on the real pool only."""
+    from loops.corrections import CORRECTIONS, blend
+    cfg = draws.cfg
+    images, labels = draws.samples(t - 1)
+    classes = labels if labels is not None else draws.verifier(images)[1]
+    project = draws.once("correction", lambda: CORRECTIONS[cfg.correction].fit(*draws.real(draws.draw(0)), cfg))
+    corrected = blend(images, project(images, classes), cfg.correction_strength)
+    difference = (corrected.astype(np.float64) - images) / 255.0
+    moved = np.sqrt((difference ** 2).sum(axis=(1, 2, 3))).mean() if len(images) else 0.0  # mean L2, pixels in [0, 1]
+    return TrainingSet(draws.draw(0), (t - 1,), replaced={t - 1: corrected},
+                       info={"correction_moved_l2": float(moved)})
+
+
 def curated_balanced(t: int, draws: RealDraws) -> TrainingSet:
     """R_0 ∪ the top-q of each predicted class of S_{t-1} by the verifier's confidence: the curated loop
     without its class bias (the verifier alone keeps far more of its confident classes)."""
@@ -184,6 +240,10 @@ register_regime("accumulate-growing", accumulate_growing, control="accumulate",
                 description="accumulate with training steps scaled by |D_t| / |D_0| (Gerstgrasser et al.)")
 register_regime("curated-balanced", curated_balanced, uses=("curation_keep",), control="synthetic-augmentation",
                 description="D_t = R_0 ∪ top-q of each predicted class of S_{t-1} (class-balanced curation)")
+register_regime("self-correcting", self_correcting, uses=("correction", "correction_strength", "correction_clusters"),
+                control="synthetic-augmentation",
+                description="D_t = R_0 ∪ C_γ(S_{t-1}), each synthetic image moved γ of the way to its correction "
+                            "(Gillman et al.)")
 register_regime("curated", curated, uses=("curation_keep",), control="synthetic-augmentation",
                 description="D_t = R_0 ∪ top-q of S_{t-1} by a verifier trained on the real pool (curated loops)")
 
@@ -204,6 +264,10 @@ def validate_run(cfg: RunConfig) -> RunConfig:
     from loops.samplers import SAMPLERS
     if cfg.regime not in REGIMES:
         raise ConfigError(f"--regime: {cfg.regime!r} is not allowed; choose one of {', '.join(REGIMES)}")
+    if "correction" in REGIMES[cfg.regime].uses:
+        from loops.corrections import CORRECTIONS
+        if cfg.correction not in CORRECTIONS:
+            raise ConfigError(f"--correction: {cfg.correction!r} is not allowed; choose one of {', '.join(CORRECTIONS)}")
     if cfg.sampler and cfg.sampler not in SAMPLERS:
         raise ConfigError(f"--sampler: {cfg.sampler!r} is not allowed; choose one of {', '.join(SAMPLERS)}")
     if cfg.target_distribution and "target_distribution" not in SAMPLERS[sampler_of(cfg)].uses:

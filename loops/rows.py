@@ -32,18 +32,20 @@ def health_scores(scores: dict) -> dict:
     return {HEALTH_PREFIX + k: scores[k] for k in HEALTH_KEYS if k in scores}
 
 
-def target_scores(cfg, scores: dict, scorer, health) -> dict:
+def target_scores(cfg, scores: dict, scorer, samples, health) -> dict:
     """Distribution shifting: total variation of S_t's class histogram (and of the unguided health
-    draws') to the target q, as the lenet classifier of the real pool sees them."""
+    draws') to the target q, as the lenet classifier of the real pool sees them, and FID against the
+    reference resampled to q (`target_fid`, `plain_target_fid`)."""
     q = target_probabilities(cfg)
     if not q or "class_histogram" not in scores:
         return {}
-    out = {"target_tv": total_variation(scores["class_histogram"], q)}
+    out = {"target_tv": total_variation(scores["class_histogram"], q), "target_fid": scorer.target_fid(samples, q)}
     if health is not None:
         histogram = np.bincount(scorer.extractor.classify(health), minlength=len(q))[:len(q)]
         out.update({HEALTH_PREFIX + "target_tv": total_variation(histogram, q),
+                    HEALTH_PREFIX + "target_fid": scorer.target_fid(health, q),
                     HEALTH_PREFIX + "class_histogram": histogram.tolist()})
-    return out
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def metrics_row(run, t: int, scores: dict, data: TrainingData, train_stats: dict, setup, scorer, n_generated: int,

@@ -95,7 +95,7 @@ class RunState:
         self.regime = REGIMES[cfg.regime]
         self.sampler_name = sampler_of(cfg)
         self.draws = RealDraws(real.pool, cfg, samples=rd.load_samples, verifier=self.verifier,
-                               num_classes=real.num_classes)
+                               num_classes=real.num_classes, images=real.images, labels=real.labels)
         self.sampling_dtype = resolve_sampling_dtype(cfg.sampling_dtype, state.device.type)
         self._scorer, self._verifier = None, None
 

@@ -78,21 +78,30 @@ class Sampler:
     build: Callable[[SamplerContext, UNet2DModel], SamplerSetup]
     uses: tuple[str, ...] = ()   # config fields the sampler reads
     description: str = ""
+    sampling_only: tuple | Callable = ()  # of those, the fields that only combine finished models (ω, w),
+                                          # or cfg -> such fields: points differing in them share
+                                          # generation 0's trained models
+
+    def sampling_only_fields(self, cfg: RunConfig) -> tuple[str, ...]:
+        return tuple(self.sampling_only(cfg) if callable(self.sampling_only) else self.sampling_only)
 
 
 SAMPLERS: dict[str, Sampler] = {}
 
 
 def register_sampler(name: str, build: Callable[..., SamplerSetup], *, uses: tuple[str, ...] = (),
-                     description: str = "") -> None:
-    """Add a sampler under `name`, declaring the config fields it reads; a taken name or a field that is
-    not a config field is refused."""
+                     description: str = "", sampling_only: tuple[str, ...] | Callable = ()) -> None:
+    """Add a sampler under `name`, declaring the config fields it reads and, among them, those that only
+    combine models it has already trained (a sweep then trains generation 0's models once for all their
+    values); a taken name or a field that is not a config field is refused."""
     if name in SAMPLERS:
         raise ConfigError(f"--plugin: sampler {name!r} is already registered; choose another name")
     unknown = [f for f in uses if f not in field_names()]
     if unknown:
         raise ConfigError(f"--plugin: sampler {name!r} declares uses={unknown}, which are not config fields")
-    SAMPLERS[name] = Sampler(build, tuple(uses), description)
+    if not callable(sampling_only) and not set(sampling_only) <= set(uses):
+        raise ConfigError(f"--plugin: sampler {name!r} declares sampling_only={list(sampling_only)} outside its uses")
+    SAMPLERS[name] = Sampler(build, tuple(uses), description, sampling_only if callable(sampling_only) else tuple(sampling_only))
 
 
 def sampler_fields() -> set[str]:
@@ -180,6 +189,8 @@ def neon_merge(base: UNet2DModel, aux: UNet2DModel, weight: float) -> UNet2DMode
 AUXILIARY = ("n_aux", "aux_train_steps")
 register_sampler("plain", direct, description="S_t drawn from θ_t (CFG when --sampling-bias < 1)")
 register_sampler("sims", sims, uses=("guidance_weight", *AUXILIARY, "target_distribution"),
+                 # ω also picks the auxiliary model's class mix when it shifts a distribution (shift_mix)
+                 sampling_only=lambda cfg: () if cfg.target_distribution else ("guidance_weight",),
                  description="SIMS: (1+ω)·out_base − ω·out_aux, aux fine-tuned on own samples")
 register_sampler("neon", neon, uses=("neon_weight", "neon_n_aux", "neon_aux_train_steps", "neon_learning_rate"),
-                 description="Neon: one network with weights (1+w)·θ_base − w·θ_aux")
+                 sampling_only=("neon_weight",), description="Neon: one network with weights (1+w)·θ_base − w·θ_aux")

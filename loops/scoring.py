@@ -11,7 +11,8 @@ import torch
 from autophagy.config import RunConfig
 from autophagy.data import RealData
 from autophagy.features import build_extractor
-from autophagy.metrics import class_statistics, compute_metrics, gaussian_stats, knn_radii, memorization
+from autophagy.metrics import (class_statistics, compute_metrics, fid_to, gaussian_stats, knn_radii, memorization,
+                               reweighted_stats)
 from autophagy.rundir import RunDir, atomic_save_npz, atomic_write_text, load_npz
 from autophagy.seeding import rng_for
 
@@ -23,6 +24,7 @@ class Scorer:
     reference: np.ndarray
     k: int
     num_classes: int
+    reference_labels: np.ndarray | None = None   # the reference's true classes (distribution shifting)
 
     def __post_init__(self):
         self.stats = gaussian_stats(self.reference)
@@ -36,6 +38,13 @@ class Scorer:
         if predicted is not None:
             row.update(class_statistics(predicted, self.num_classes))
         return row
+
+
+    def target_fid(self, images: np.ndarray, target) -> float | None:
+        """FID against the reference resampled to the class mix `target` (None without labels)."""
+        if self.reference_labels is None:
+            return None
+        return fid_to(reweighted_stats(self.reference, self.reference_labels, target), self.extractor(images))
 
 
 def reference_features(rd: RunDir, extractor, images: np.ndarray) -> np.ndarray:
@@ -55,7 +64,8 @@ def build_scorer(cfg: RunConfig, rd: RunDir, real: RealData, r0: np.ndarray) -> 
     """The run's scorer, with the real-vs-real floor written once per run (`r0`: R_0's indices)."""
     extractor = build_extractor(cfg, real)
     evaluation = real.evaluation(cfg.evaluate_on)
-    scorer = Scorer(extractor, reference_features(rd, extractor, real.images[evaluation]), cfg.k, real.num_classes)
+    scorer = Scorer(extractor, reference_features(rd, extractor, real.images[evaluation]), cfg.k, real.num_classes,
+                    None if real.labels is None else real.labels[evaluation])
     if not rd.baseline_path.exists():
         write_baseline(cfg, rd, real, scorer, r0)
     return scorer

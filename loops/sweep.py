@@ -21,7 +21,7 @@ from pathlib import Path
 from autophagy import faults
 from autophagy.config import ConfigError, RunConfig
 from autophagy.rundir import RunDir, atomic_write_text
-from loops.generation_zero import generation_zero_key, reuse_generation_zero
+from loops.generation_zero import base_key, generation_zero_key, model_key, reuse_generation_zero, share_models
 
 
 def parse_grid(items: list[str]) -> dict[str, list]:
@@ -111,29 +111,68 @@ class _Executor:
         return self.ray.get([self.remote.remote(v, p, self.threads, cwd) for v, p in values])
 
 
+def _finished_elsewhere(out: Path, names: set[str]) -> list[tuple[str, RunConfig]]:
+    """Run folders in `out` outside this sweep (another sweep's, another protocol's) whose generation 0 is
+    finished: they own their generation-0 key and lend their models, so sweeps in one folder share work.
+    A folder that cannot be read, or whose method is not loaded here, is passed over."""
+    found = []
+    for path in sorted(p for p in out.iterdir() if p.is_dir() and p.name not in names):
+        rd = RunDir(path)
+        try:
+            cfg = rd.saved_config() if rd.is_done(0) else None
+            if cfg is not None:
+                generation_zero_key(cfg)
+                found.append((path.name, cfg))
+        except (ConfigError, KeyError, OSError):
+            continue
+    return found
+
+
 def run_sweep(runs: list[tuple[str, RunConfig]], out: Path | str, workers: int = 1, address: str | None = None,
-              grid: dict | None = None, seeds: list[int] | None = None, log=print) -> list[dict]:
-    """Run (or resume) every (name, config) into out/<name>/; returns each run's state and error."""
+              grid: dict | None = None, seeds: list[int] | None = None, log=print,
+              record: str = "sweep.json") -> list[dict]:
+    """Run (or resume) every (name, config) into out/<name>/; returns each run's state and error. `record`
+    names the file in `out` that lists the grid (a protocol writes its own, beside other protocols')."""
     from loops.run import load_data_for, process_state as _process_state
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for _, cfg in runs:  # fail fast on every run's data before any training
         load_data_for(cfg)
     if _process_state().is_main_process:
-        atomic_write_text(out / "sweep.json", json.dumps({
+        atomic_write_text(out / record, json.dumps({
             "grid": grid or {}, "seeds": seeds or sorted({c.seed for _, c in runs}),
             "executor": "ray" if workers > 1 or address else "local",
             "address": address or "", "workers": workers, "runs": [name for name, _ in runs]}, indent=2) + "\n")
     executor = _Executor(workers, address)
     owners: dict[str, tuple[str, RunConfig]] = {}
-    for name, cfg in sorted(runs, key=lambda run: not RunDir(out / run[0]).is_done(0)):
+    done = [run for run in runs if RunDir(out / run[0]).is_done(0)]
+    elsewhere = _finished_elsewhere(out, {name for name, _ in runs})  # other sweeps' runs in this folder
+    for name, cfg in done + elsewhere + [run for run in runs if run not in done]:
         owners.setdefault(generation_zero_key(cfg), (name, cfg))  # a run that already has it owns the key
-    # phase 1: generation 0 once per key
-    first = [(dataclasses.replace(cfg, generations=1), out / name) for name, cfg in owners.values()
-             if not RunDir(out / name).is_done(0)]
-    if first:
-        log(f"sweep: generation 0 of {len(first)} key(s) on {workers} worker(s)")
-    states = {s["run"]: s for s in executor.run(first)}
+    # phase 1: generation 0 once per key, its models trained once across keys: θ_0 once per base key (the
+    # same training, whatever the sampler), all models once per model key (keys that differ only in
+    # sampling-only fields such as ω). Three waves: the runs that train θ_0; the first of each other model
+    # key (θ_0 copied in, they train their auxiliary models); the rest (every model copied in: they only sample)
+    base_trainer, model_trainer = {}, {}
+    for name, cfg in owners.values():
+        base_trainer.setdefault(base_key(cfg), name)
+        model_trainer.setdefault(model_key(cfg), name)
+    waves = [[], [], []]
+    for name, cfg in owners.values():
+        waves[0 if base_trainer[base_key(cfg)] == name else 1 if model_trainer[model_key(cfg)] == name else 2].append((name, cfg))
+    states = {}
+    for wave, batch in enumerate(waves):
+        if wave and _process_state().is_main_process:
+            for name, cfg in batch:
+                source = base_trainer[base_key(cfg)] if wave == 1 else model_trainer[model_key(cfg)]
+                if share_models(RunDir(out / source), RunDir(out / name), cfg, only_base=wave == 1):
+                    log(f"{name}: generation 0's {'θ_0' if wave == 1 else 'models'} shared from {source}")
+        faults.barrier(_process_state())
+        first = [(dataclasses.replace(cfg, generations=1), out / name) for name, cfg in batch
+                 if not RunDir(out / name).is_done(0)]
+        if first:
+            log(f"sweep: generation 0 of {len(first)} key(s) on {workers} worker(s)")
+        states.update({s["run"]: s for s in executor.run(first)})
     # phase 2: reuse generation 0 (on the main process only: under `accelerate launch` every rank runs
     # this driver, and the copies must be made once), then every run to its end
     state = _process_state()

@@ -17,6 +17,8 @@ class TrainingSet:
     synthetic_indices: dict | None = None    # {generation: indices into its S_t} to keep a subset; None = all
     info: dict | None = None                 # extra fields for the metrics row (e.g. what curation kept)
     train_steps: int | None = None           # optimizer steps for θ_t; None = the config's train_steps
+    replaced: dict | None = None             # {generation: uint8 images that replace its chosen part of S_g,
+                                             #  same shape} (a correction of the samples, e.g. self-correcting)
 
     def synthetic_parts(self):
         """(generation, indices into S_g or None for all of it) for every synthetic part of D_t."""
@@ -29,10 +31,11 @@ def _bad(name: str, t: int, problem: str) -> ConfigError:
     return ConfigError(f"--regime: {name!r} built a training set for generation {t} that {problem}")
 
 
-def check_training_set(name: str, t: int, ts: TrainingSet, pool_members: np.ndarray, size_of) -> None:
+def check_training_set(name: str, t: int, ts: TrainingSet, pool_members: np.ndarray, size_of, shape_of=None) -> None:
     """Refuse a TrainingSet that is not one: wrong types, real images outside the training pool (the
     validation and reference splits can never be trained on), synthetic parts of generations that do
-    not exist yet or indices outside them (`size_of(g)`: |S_g|)."""
+    not exist yet or indices outside them (`size_of(g)`: |S_g|), replacement images of another shape
+    than what they replace (`shape_of(g)`: the shape of one image of S_g)."""
     if not isinstance(ts, TrainingSet):
         raise _bad(name, t, f"is a {type(ts).__name__}, not a TrainingSet")
     real = ts.real_indices
@@ -57,3 +60,14 @@ def check_training_set(name: str, t: int, ts: TrainingSet, pool_members: np.ndar
             raise _bad(name, t, f"keeps a subset of S_{g} of type {type(indices).__name__}; give a 1-d integer numpy array")
         if len(indices) and (indices.min() < 0 or indices.max() >= size_of(g)):
             raise _bad(name, t, f"keeps indices outside S_{g} (0..{size_of(g) - 1})")
+    if ts.replaced is not None and not isinstance(ts.replaced, dict):
+        raise _bad(name, t, f"has replaced of type {type(ts.replaced).__name__}; give a dict")
+    for g, images in (ts.replaced or {}).items():
+        if g not in ts.synthetic_generations:
+            raise _bad(name, t, f"replaces images of S_{g!r}, which it does not train on")
+        if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
+            raise _bad(name, t, f"replaces S_{g} by {type(images).__name__} {getattr(images, 'dtype', '')}; give uint8 images")
+        chosen = dict(ts.synthetic_parts())[g]
+        expected = (size_of(g) if chosen is None else len(chosen), *(shape_of(g) if shape_of else images.shape[1:]))
+        if images.shape != expected:
+            raise _bad(name, t, f"replaces S_{g} by images of shape {images.shape}; the part it replaces is {expected}")

@@ -51,11 +51,15 @@ def test_report_files_and_table(compared):
 def test_generation_zero_trained_once_per_key(compared):
     out, _, calls = compared
     gen0_base = sorted((regime, seed) for regime, seed, gen, role in calls if gen == 0 and role == 0)
-    # fresh-data shares fully-synthetic's generation 0; sims draws S_0 with its own sampler
-    assert gen0_base == [("fully-synthetic", 0), ("fully-synthetic", 1), ("sims", 0), ("sims", 1)]
+    # fresh-data shares fully-synthetic's generation 0; sims draws S_0 with its own sampler, from the same
+    # θ_0: it gets a copy of the model instead of training it again
+    assert gen0_base == [("fully-synthetic", 0), ("fully-synthetic", 1)]
     for seed in (0, 1):
         a = (out / f"fully-synthetic-s{seed}" / "gen_000" / "samples.npz").read_bytes()
         assert (out / f"fresh-data-s{seed}" / "gen_000" / "samples.npz").read_bytes() == a
+        weights = "gen_000/model/unet/diffusion_pytorch_model.safetensors"
+        assert (out / f"sims-s{seed}" / weights).read_bytes() == (out / f"fully-synthetic-s{seed}" / weights).read_bytes()
+        assert (out / f"sims-s{seed}" / "gen_000" / "samples.npz").read_bytes() != a
 
 
 def test_rerun_resumes_without_training(compared, monkeypatch):

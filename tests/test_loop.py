@@ -80,7 +80,8 @@ def test_every_regime_runs_three_generations(micro, tmp_path, regime):
     expected = {"synthetic-augmentation": ([200, 200, 200], [0, n, n]), "sims": ([200, 200, 200], [0, n, n]),
                 "neon": ([200, 200, 200], [0, n, n]), "curated": ([200, 200, 200], [0, n // 2, n // 2]),
                 "fresh-data": ([200, 50, 50], [0, n, n]), "accumulate": ([200, 200, 200], [0, n, 2 * n]),
-                "accumulate-growing": ([200, 200, 200], [0, n, 2 * n])}.get(regime)
+                "accumulate-growing": ([200, 200, 200], [0, n, 2 * n]),
+                "self-correcting": ([200, 200, 200], [0, n, n])}.get(regime)
     if regime == "accumulate-subsample":  # the fixed budget n_real + n_synthetic, drawn from R_0 and S_0..S_{t-1}
         assert [a + b for a, b in zip(real, synth)] == [200, 300, 300] and synth[2] > 0
     elif regime == "curated-balanced":  # the top half of each predicted class: about half of S_{t-1}

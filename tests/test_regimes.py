@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from autophagy.config import ConfigError, make_config
-from loops.regimes import sampler_of, REGIMES, RealDraws, check_pool
+from loops.regimes import sampler_of, REGIMES, RealDraws, check_pool, validate_run
 
 
 def draws(regime, **kw):
@@ -148,3 +148,20 @@ def test_balanced_curation_keeps_the_top_q_of_every_class():
         assert len(mine) == max(1, round(0.3 * len(members)))
         if len(mine) < len(members):   # every kept image of the class beats every dropped one of it
             assert confidence[mine].min() > confidence[np.setdiff1d(members, mine)].max()
+
+
+def test_class_weights_give_r0_exactly_the_asked_class_counts():
+    labels = np.arange(3000) % 10
+    cfg = make_config("micro", regime="fresh-data", generations=3, n_real=200, n_real_fresh=50,
+                      class_weights="3,1,1,1,1,1,1,1,1,1")
+    d = RealDraws(np.arange(1000, 3000), cfg, num_classes=10, images=np.zeros((3000, 1, 2, 2), np.uint8), labels=labels)
+    counts = np.bincount(labels[d.draw(0)], minlength=10)
+    assert counts.tolist() == [50] + [17] * 6 + [16] * 3 and counts.sum() == 200   # 200·3/12, 200/12 rounded to sum
+    assert not set(d.draw(1)) & set(d.draw(0)) and len(set(d.draw(0))) == 200   # fresh draws still disjoint
+    plain = RealDraws(np.arange(1000, 3000), make_config("micro", regime="fresh-data", n_real=200), num_classes=10,
+                      labels=labels)
+    assert abs(np.bincount(labels[plain.draw(0)], minlength=10)[0] - 20) < 12   # unweighted: about uniform
+    with pytest.raises(ConfigError, match="gives 2 weights; .* has 10 classes"):
+        RealDraws(np.arange(100), make_config("micro", class_weights="1,2"), num_classes=10, labels=labels)
+    with pytest.raises(ConfigError, match="--class-weights: '1,-1'"):
+        validate_run(make_config("micro", class_weights="1,-1"))

@@ -66,3 +66,18 @@ def test_a_shifted_sims_run_records_its_distance_to_the_target(micro, tmp_path):
     assert row["target_tv"] == pytest.approx(total_variation(row["class_histogram"], q))
     assert row["plain_target_tv"] == pytest.approx(total_variation(row["plain_class_histogram"], q))
     assert row["uses"]["target_distribution"] == SKEWED
+    assert row["target_fid"] > 0 and row["plain_target_fid"] > 0   # against the reference resampled to q
+
+
+def test_the_reference_resampled_to_a_target_is_its_classes_reweighted():
+    from autophagy.metrics import fid_to, gaussian_stats, reweighted_stats
+    rng = np.random.default_rng(0)
+    features = np.concatenate([rng.normal(0, 1, (300, 4)), rng.normal(5, 2, (100, 4))])
+    labels = np.repeat([0, 1], [300, 100])
+    mu, sigma = reweighted_stats(features, labels, (1.0, 0.0))          # only class 0
+    assert np.allclose(mu, features[:300].mean(0)) and np.allclose(sigma, np.cov(features[:300], rowvar=False))
+    mu, _ = reweighted_stats(features, labels, (0.5, 0.5))              # classes weighed equally, not 3:1
+    assert np.allclose(mu, (features[:300].mean(0) + features[300:].mean(0)) / 2)
+    # samples drawn 1:1 from both classes sit closer to the 1:1 reference than to the 3:1 one
+    fake = np.concatenate([rng.normal(0, 1, (200, 4)), rng.normal(5, 2, (200, 4))])
+    assert fid_to(reweighted_stats(features, labels, (0.5, 0.5)), fake) < fid_to(gaussian_stats(features), fake)

@@ -87,3 +87,29 @@ def test_bad_grid_is_one_line_exit_2(tmp_path):
     code, _, err = run_cli("sweep", "--grid", "nonsense=1,2", "--generations", "1", "--preset", "micro",
                            "--out", tmp_path / "x")
     assert code == 2 and "--grid" in err and "nonsense" in err and err.count("\n") == 1
+
+
+def test_sampler_only_points_share_generation_zeros_models(tmp_path, monkeypatch):
+    """ω only combines θ_0 and the auxiliary model: a sweep over ω trains them once (counted), and each
+    point's rows equal those of a separate run."""
+    from loops.run import run_loop
+    calls = []
+    real_train = artifacts.train_diffusion
+
+    def counted(*a, **k):
+        calls.append(a[-1])  # the description: which model was trained
+        return real_train(*a, **k)
+    monkeypatch.setattr(artifacts, "train_diffusion", counted)
+    grid = parse_grid(["guidance-weight=1,2,3"])
+    runs = expand(make_config("micro", regime="sims", generations=1), grid, [0])
+    plain = ("plain-s0", make_config("micro", regime="synthetic-augmentation", generations=1))
+    summary = run_sweep(runs + [plain], tmp_path / "sweep", workers=1, grid=grid, seeds=[0], log=lambda *_: None)
+    assert all(s["state"] == "finished" for s in summary)
+    assert len(calls) == 2   # θ_0 and the auxiliary model, once for three ω and a plain run (not 7 trainings)
+    calls.clear()
+    alone = run_loop(runs[2][1], tmp_path / "alone", log=lambda *_: None)   # ω = 3 on its own trains both
+    assert len(calls) == 2
+    mine, separate = _rows(tmp_path / "sweep" / runs[2][0])[0], _rows(alone.root)[0]
+    for key in ("fid", "kid", "precision", "recall", "plain_fid", "guidance_weight"):
+        assert mine[key] == separate[key], key
+    assert _rows(tmp_path / "sweep" / runs[0][0])[0]["fid"] != mine["fid"]   # ω still changes the samples

@@ -1,0 +1,144 @@
+"""A protocol's verdict from its rows: each test an interval over seeds against a region, then one word.
+
+A test reads one metric at one generation (the protocol's last unless it names `generation`):
+- kind "change": one experiment's per-seed ratio of the metric at that generation to generation 0
+  (or to `from_generation`);
+- kind "compare": per-seed difference of experiment − baseline at that generation (`quantity`
+  "value"), or of their ratios to generation 0 (`quantity` "ratio"), on the seeds both finished.
+Its 95 % Student-t interval over seeds is held against the claimed region:
+
+    above x        reproduced when the interval lies above x, not reproduced when it lies below
+    below x        the mirror image
+    within [a, b]  reproduced when the interval lies inside [a, b] (an equivalence test: "flat",
+                   "bounded"), not reproduced when it lies wholly outside
+
+and is inconclusive otherwise, or with fewer than two seeds. A protocol's verdict: reproduced when
+every test is, not reproduced when any test is, else inconclusive.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
+
+
+def interval(values: pd.Series, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high) of the Student-t interval over seeds; NaN bounds with fewer than two."""
+    values = values.dropna()
+    mean = float(values.mean()) if len(values) else float("nan")
+    if len(values) < 2:
+        return mean, float("nan"), float("nan")
+    if values.std(ddof=1) == 0:
+        return mean, mean, mean
+    low, high = stats.t.interval(level, len(values) - 1, loc=mean, scale=stats.sem(values))
+    return mean, float(low), float(high)
+
+
+def region_verdict(low: float, high: float, region: dict) -> str:
+    """The verdict of one interval against {'above': x} | {'below': x} | {'within': [a, b]}."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return INCONCLUSIVE
+    if "above" in region:
+        x = region["above"]
+        return REPRODUCED if low > x else NOT_REPRODUCED if high < x else INCONCLUSIVE
+    if "below" in region:
+        x = region["below"]
+        return REPRODUCED if high < x else NOT_REPRODUCED if low > x else INCONCLUSIVE
+    a, b = region["within"]
+    if a <= low and high <= b:
+        return REPRODUCED
+    return NOT_REPRODUCED if high < a or low > b else INCONCLUSIVE
+
+
+def _at(df: pd.DataFrame, experiment: str, metric: str, generation: int) -> pd.Series:
+    rows = df[(df["experiment"] == experiment) & (df["generation"] == generation)]
+    return rows.set_index("seed")[metric] if metric in rows else pd.Series(dtype=float)
+
+
+def evaluate_test(df: pd.DataFrame, test: dict, generations: int) -> dict:
+    """One test on rows that carry `experiment`, `seed`, `generation` and the metric."""
+    generation = test.get("generation", generations - 1)
+    metric, experiment = test["metric"], test["experiment"]
+    value = _at(df, experiment, metric, generation)
+    if test["kind"] == "change":
+        per_seed = value / _at(df, experiment, metric, test.get("from_generation", 0)).replace(0, np.nan)
+    else:
+        base = _at(df, test["baseline"], metric, generation)
+        if test.get("quantity", "value") == "ratio":
+            value = value / _at(df, experiment, metric, 0).replace(0, np.nan)
+            base = base / _at(df, test["baseline"], metric, 0).replace(0, np.nan)
+        shared = value.index.intersection(base.index)
+        per_seed = value[shared] - base[shared]
+    per_seed = per_seed.dropna().sort_index()
+    mean, low, high = interval(per_seed)
+    return {**test, "generation": int(generation), "n_seeds": len(per_seed),
+            "per_seed": {str(int(s)): float(v) for s, v in per_seed.items()},
+            "mean": mean, "ci95_low": low, "ci95_high": high, "verdict": region_verdict(low, high, test["region"])}
+
+
+def combine(verdicts: list[str]) -> str:
+    if verdicts and all(v == REPRODUCED for v in verdicts):
+        return REPRODUCED
+    return NOT_REPRODUCED if NOT_REPRODUCED in verdicts else INCONCLUSIVE
+
+
+def decide(df: pd.DataFrame, tests: list[dict], generations: int) -> tuple[str, list[dict]]:
+    """(verdict, every test's numbers) of a protocol's tests on its rows."""
+    results = [evaluate_test(df, test, generations) for test in tests]
+    return combine([r["verdict"] for r in results]), results
+
+
+def describe_test(result: dict) -> str:
+    """One line: what was measured, its mean and interval, the region and the verdict."""
+    what = (f"{result['metric']} of {result['experiment']}, gen {result['generation']} / gen "
+            f"{result.get('from_generation', 0)}" if result["kind"] == "change"
+            else f"{result['metric']}{' ratio' if result.get('quantity') == 'ratio' else ''} of {result['experiment']} "
+                 f"− {result['baseline']}, gen {result['generation']}")
+    region = result["region"]
+    claimed = (f"above {region['above']:g}" if "above" in region else f"below {region['below']:g}" if "below" in region
+               else f"within [{region['within'][0]:g}, {region['within'][1]:g}]")
+    return (f"{what}: {result['mean']:.3g} [{result['ci95_low']:.3g}, {result['ci95_high']:.3g}] "
+            f"({result['n_seeds']} seeds), claimed {claimed}: {result['verdict']}")
+
+
+def leaderboard_markdown(verdicts: list[dict]) -> str:
+    """Methods run under one protocol (`name@version` and `name@version+method`), ranked by the protocol's
+    first test (a paired difference against the same control on the same seeds: lower FID first)."""
+    groups: dict[str, list[dict]] = {}
+    for v in verdicts:
+        groups.setdefault(v["protocol"].split("+")[0], []).append(v)
+    lines = []
+    for protocol, members in groups.items():
+        if len(members) < 2:
+            continue
+        first = members[0]["tests"][0]
+        lines += [f"### Leaderboard under `{protocol}`", "",
+                  f"Ranked by {first['metric']} of the method − {first.get('baseline', 'generation 0')} at generation "
+                  f"{first['generation']} (mean [95 % interval], seeds {', '.join(first['per_seed'])}).", "",
+                  "| method | " + " | ".join(t["metric"] for t in members[0]["tests"]) + " | verdict | machine |",
+                  "|---|" + "---|" * len(members[0]["tests"]) + "---|---|"]
+        for v in sorted(members, key=lambda v: v["tests"][0]["mean"]):
+            method = v["protocol"].split("+")[1] if "+" in v["protocol"] else "(the protocol's own)"
+            cells = [f"{t['mean']:.3g} [{t['ci95_low']:.3g}, {t['ci95_high']:.3g}]" for t in v["tests"]]
+            lines.append(f"| {method} | " + " | ".join(cells) + f" | {v['verdict']} | {v['machine']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def ledger_markdown(verdicts: list[dict]) -> str:
+    """docs/claims.md: one row per claim, from verdict.json files."""
+    lines = ["# Claims ledger", "",
+             "Generated by `autophagy protocol ledger` from each protocol's `verdict.json`; do not edit by hand.",
+             "Each verdict holds a claim's 95 % Student-t intervals over seeds against the region the claim",
+             "implies (analysis/verdicts.py). A smoke run (any setting changed) is not the protocol.", "",
+             "| claim | source | protocol | verdict | numbers | machine |", "|---|---|---|---|---|---|"]
+    for v in verdicts:
+        numbers = "<br>".join(describe_test(t) for t in v["tests"])
+        verdict = f"**{v['verdict']}**" + (" (smoke run)" if v.get("smoke") else "")
+        figure = f"<br>![{v['protocol']}]({v['figure']})" if v.get("figure") else ""
+        lines.append(f"| {v['claim']} | {v['source']} | `{v['protocol']}` ({v['identity'][:12]}, code "
+                     f"{v['code_version']}) | {verdict} | {numbers}{figure} | {v['machine']} |")
+    board = leaderboard_markdown(verdicts)
+    return "\n".join(lines) + "\n" + (f"\n## Leaderboards\n\n{board}" if board else "")

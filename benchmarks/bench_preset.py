@@ -1,0 +1,71 @@
+"""The cost of one generation of a preset on this machine, measured on a few steps and extrapolated.
+
+    python benchmarks/bench_preset.py --preset mnist-full [--steps 20] [--samples 200]
+
+Times `--steps` optimizer steps of the preset's trainer on R_0 and plain sampling of `--samples` images
+with its sampling scheduler, then prints seconds per step, images per second, and a generation's cost:
+train_steps x s/step + (n_synthetic [+ n_aux + n_reference for SIMS]) / img/s. Also the lenet of the
+preset's data (trained once and cached: its held-out accuracy and the time it took). For presets whose
+generation takes hours here (mnist-full, cifar10), the figure to plan a GPU run by, not a measured run.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from autophagy import hardware
+from autophagy.config import make_config
+from autophagy.data import load_real_data
+from autophagy.features import train_lenet
+from autophagy.models import build_unet
+from autophagy.sampling import GuidedDenoiser, sample_chunks
+from autophagy.training import train_diffusion
+from loops.regimes import RealDraws
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="mnist-full")
+    p.add_argument("--steps", type=int, default=20, help="training steps timed")
+    p.add_argument("--samples", type=int, default=200, help="images sampled for the timing")
+    args = p.parse_args()
+    cfg = make_config(args.preset)
+    print(f"machine: {hardware.describe()}; preset {args.preset}", flush=True)
+    start = time.perf_counter()
+    real = load_real_data(cfg.data, cfg.resolution, cfg.n_reference, cfg.n_validation)
+    print(f"data     {len(real.images)} images {real.images.shape[1:]}, pool {len(real.pool)}: "
+          f"{time.perf_counter() - start:.1f}s (cached after the first load)", flush=True)
+    start = time.perf_counter()
+    lenet = train_lenet(real)
+    print(f"lenet    held-out accuracy {lenet.quality:.4f}, {time.perf_counter() - start:.1f}s "
+          f"(cached after the first training)", flush=True)
+    images = real.images[RealDraws(real.pool, cfg).draw(0)]
+    torch.manual_seed(0)
+    model = build_unet(cfg, real.channels)
+    train_diffusion(model, images, None, cfg, 3, (0, 0, 0), None, "warm-up")   # first steps allocate
+    start = time.perf_counter()
+    train_diffusion(model, images, None, cfg, args.steps, (0, 0, 1), None, "bench")
+    per_step = (time.perf_counter() - start) / args.steps
+    model.eval()
+    one_chunk = make_config(args.preset, sample_batch_size=args.samples)
+    start = time.perf_counter()
+    list(sample_chunks(GuidedDenoiser(model), one_chunk, args.samples, (0, 0, 0)))
+    per_image = (time.perf_counter() - start) / args.samples
+    train = cfg.train_steps * per_step
+    plain = cfg.n_synthetic * per_image
+    sims = plain * 2 + (cfg.n_aux + cfg.n_reference) * per_image + cfg.aux_train_steps * per_step
+    print(f"training {per_step:.3f} s/step at batch {cfg.batch_size} -> {cfg.train_steps} steps {train / 60:.1f} min")
+    print(f"sampling {1 / per_image:.1f} img/s ({cfg.sampling_scheduler} {cfg.sampling_steps} steps) -> "
+          f"{cfg.n_synthetic} images {plain / 60:.1f} min")
+    print(f"one generation: plain sampler {(train + plain) / 60:.1f} min, SIMS {(train + sims) / 60:.1f} min "
+          f"(extrapolated from {args.steps} steps and {args.samples} images)")
+    import resource
+    print(f"parameters {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M; peak RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

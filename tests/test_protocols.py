@@ -1,0 +1,147 @@
+"""Protocols and verdicts: each outcome from a table whose answer is known, identities, the smoke run."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.verdicts import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, decide, region_verdict
+from autophagy.config import ConfigError
+from loops.protocols import HERE, claim_folder_check, load_protocol, plan, shipped, with_method
+from loops.regimes import validate_run
+from tests.conftest import run_cli
+
+
+def _rows(fid_by_seed: dict) -> pd.DataFrame:
+    """Rows of experiments 'a' and 'b': {experiment: [(fid gen 0, fid gen 2) per seed]}."""
+    rows = []
+    for experiment, seeds in fid_by_seed.items():
+        for seed, (first, last) in enumerate(seeds):
+            rows += [{"experiment": experiment, "seed": seed, "generation": 0, "fid": first},
+                     {"experiment": experiment, "seed": seed, "generation": 1, "fid": (first + last) / 2},
+                     {"experiment": experiment, "seed": seed, "generation": 2, "fid": last}]
+    return pd.DataFrame(rows)
+
+
+CHANGE = [{"kind": "change", "experiment": "a", "metric": "fid", "region": {"above": 1.0}}]
+COMPARE = [{"kind": "compare", "experiment": "a", "baseline": "b", "metric": "fid", "region": {"below": 0.0}}]
+
+
+def test_each_outcome_from_a_table_whose_answer_is_known():
+    rising = _rows({"a": [(10, 20), (10, 22), (12, 25)]})        # ratios 2.0, 2.2, 2.08: above 1
+    verdict, (result,) = decide(rising, CHANGE, generations=3)
+    assert verdict == REPRODUCED and result["n_seeds"] == 3
+    assert result["per_seed"] == {"0": 2.0, "1": 2.2, "2": 25 / 12}
+    assert result["mean"] == pytest.approx(np.mean([2.0, 2.2, 25 / 12]))
+    falling = _rows({"a": [(20, 10), (22, 10), (25, 12)]})
+    assert decide(falling, CHANGE, 3)[0] == NOT_REPRODUCED
+    noisy = _rows({"a": [(10, 14), (10, 7), (10, 11)]})           # ratios 1.4, 0.7, 1.1: the interval holds 1
+    assert decide(noisy, CHANGE, 3)[0] == INCONCLUSIVE
+    # a paired comparison on shared seeds, and the verdict of all tests together
+    paired = _rows({"a": [(10, 13), (10, 14), (10, 13.5)], "b": [(10, 20), (10, 24), (10, 21)]})
+    verdict, (result,) = decide(paired, COMPARE, 3)
+    assert verdict == REPRODUCED and result["per_seed"] == {"0": -7.0, "1": -10.0, "2": -7.5}
+    assert decide(paired, COMPARE + CHANGE, 3)[0] == REPRODUCED   # a: 1.3, 1.4, 1.35 > 1 too
+    assert decide(_rows({"a": [(10, 12), (10, 13), (10, 11)]}), CHANGE, 3)[0] == INCONCLUSIVE  # [0.95, 1.45]
+    assert decide(paired, COMPARE + [{**CHANGE[0], "region": {"below": 1.0}}], 3)[0] == NOT_REPRODUCED
+
+
+def test_equivalence_regions_and_too_few_seeds():
+    assert region_verdict(0.9, 1.1, {"within": [0.8, 1.25]}) == REPRODUCED
+    assert region_verdict(1.3, 1.9, {"within": [0.8, 1.25]}) == NOT_REPRODUCED
+    assert region_verdict(1.0, 1.9, {"within": [0.8, 1.25]}) == INCONCLUSIVE
+    one_seed = _rows({"a": [(10, 30)]})
+    assert decide(one_seed, CHANGE, 3)[0] == INCONCLUSIVE          # no interval from one seed
+
+
+def test_every_shipped_protocol_is_published_and_plans_valid_runs():
+    assert len(shipped()) >= 10
+    for name in shipped():
+        protocol = load_protocol(name)
+        runs, experiment_of, smoke = plan(protocol)
+        assert not smoke and len(runs) == len(protocol.points) * len(protocol.seeds)
+        assert set(experiment_of.values()) == set(protocol.points)
+        for _, cfg in runs:
+            validate_run(cfg)
+    assert plan(load_protocol("sims-prophylaxis"), "micro")[2]              # another preset: a smoke run
+    assert plan(load_protocol("sims-prophylaxis"), None, {"guidance_weight": 1.0})[2]
+
+
+def test_identity_changes_with_any_change_and_a_changed_protocol_keeps_no_old_version(tmp_path):
+    original = json.loads((HERE / "mad-fully-synthetic.json").read_text())
+    protocol = load_protocol("mad-fully-synthetic@1")
+    for key, value in [("claim", original["claim"] + " "), ("seeds", [0, 1]), ("generations", 11),
+                       ("tests", original["tests"][:1])]:
+        changed = tmp_path / f"changed-{key}.json"
+        changed.write_text(json.dumps({**original, key: value}))
+        with pytest.raises(ConfigError, match="differs from the published mad-fully-synthetic@1"):
+            load_protocol(str(changed))
+        newer = tmp_path / f"newer-{key}.json"
+        newer.write_text(json.dumps({**original, key: value, "version": 2}))
+        assert load_protocol(str(newer)).identity != protocol.identity     # a new version is accepted
+    with pytest.raises(ConfigError, match="mad-fully-synthetic@7 is not shipped"):
+        load_protocol("mad-fully-synthetic@7")
+
+
+def test_a_folder_holding_another_identity_is_refused(tmp_path):
+    protocol = load_protocol("sims-prophylaxis")
+    record = claim_folder_check(tmp_path, protocol, smoke=False)
+    record.write_text(json.dumps({"identity": "0" * 64, "smoke": False}))
+    with pytest.raises(ConfigError, match="holds sims-prophylaxis@1 with identity 000000000000"):
+        claim_folder_check(tmp_path, protocol, smoke=False)
+
+
+def test_a_method_takes_the_method_point(tmp_path):
+    protocol = with_method(load_protocol("sims-prophylaxis"), "neon")
+    assert protocol.id == "sims-prophylaxis@1+neon" and protocol.points["sims"]["regime"] == "neon"
+    with pytest.raises(ConfigError, match="neither a regime nor a sampler"):
+        with_method(load_protocol("sims-prophylaxis"), "my-sampler")
+    with pytest.raises(ConfigError, match="has no method point"):
+        with_method(load_protocol("mad-fully-synthetic"), "neon")
+
+
+def test_protocol_run_smoke_writes_a_verdict_marked_as_smoke(tmp_path):
+    code, out, err = run_cli("protocol", "run", "mad-fully-synthetic", "--preset", "micro", "--generations", "2",
+                             "--seeds", "0,1", "--out", tmp_path / "p", timeout=600)
+    assert code == 0, err
+    verdict = json.loads((tmp_path / "p" / "verdict-mad-fully-synthetic@1.json").read_text())
+    assert verdict["smoke"] is True and verdict["settings"]["preset"] == "micro"
+    assert verdict["verdict"] in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)
+    assert [t["n_seeds"] for t in verdict["tests"]] == [2, 2] and verdict["identity"] == load_protocol(
+        "mad-fully-synthetic").identity
+    assert "AMD" in verdict["machine"] or "CPU" in verdict["machine"]
+    assert "(smoke run: not the protocol)" in out
+    assert (tmp_path / "p" / "report-mad-fully-synthetic@1" / "comparison.csv").is_file()
+    # the ledger is generated from the verdict, with its figure beside it
+    code, _, err = run_cli("protocol", "ledger", tmp_path / "p" / "verdict-mad-fully-synthetic@1.json",
+                           "--out", tmp_path / "docs" / "claims.md")
+    assert code == 0, err
+    ledger = (tmp_path / "docs" / "claims.md").read_text()
+    assert "mad-fully-synthetic@1" in ledger and "(smoke run)" in ledger
+    assert (tmp_path / "docs" / "claims" / "mad-fully-synthetic@1.png").is_file()
+    # run again: the same folder, the same identity, nothing retrained
+    rows = (tmp_path / "p" / "fully-synthetic-s0" / "metrics.jsonl").read_bytes()
+    code, _, err = run_cli("protocol", "run", "mad-fully-synthetic", "--preset", "micro", "--generations", "2",
+                           "--seeds", "0,1", "--out", tmp_path / "p")
+    assert code == 0, err
+    assert (tmp_path / "p" / "fully-synthetic-s0" / "metrics.jsonl").read_bytes() == rows
+    # an unknown protocol: one line, exit 2
+    code, _, err = run_cli("protocol", "run", "nope", "--out", tmp_path / "p")
+    assert code == 2 and "'nope' is neither a shipped protocol" in err
+
+
+def test_the_ledger_ranks_methods_run_under_one_protocol():
+    from analysis.verdicts import ledger_markdown
+
+    def verdict(protocol, fid_difference):
+        test = {"kind": "compare", "experiment": "sims", "baseline": "synthetic-augmentation", "metric": "fid",
+                "region": {"below": 0.0}, "generation": 9, "n_seeds": 3, "per_seed": {"0": 1, "1": 2, "2": 3},
+                "mean": fid_difference, "ci95_low": fid_difference - 1, "ci95_high": fid_difference + 1,
+                "verdict": REPRODUCED if fid_difference + 1 < 0 else INCONCLUSIVE}
+        return {"protocol": protocol, "identity": "ab" * 32, "claim": "c", "source": "s", "verdict": test["verdict"],
+                "tests": [test], "machine": "m", "code_version": "v", "smoke": False}
+    text = ledger_markdown([verdict("sims-prophylaxis@1", -40.0), verdict("sims-prophylaxis@1+neon", 2.0),
+                            verdict("sims-prophylaxis@1+my-sampler", -45.0)])
+    board = text.split("## Leaderboards")[1]
+    assert board.index("my-sampler") < board.index("(the protocol's own)") < board.index("| neon |")
+    assert text.count("| c | s |") == 3
