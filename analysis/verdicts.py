@@ -4,7 +4,9 @@ A test reads one metric at one generation (the protocol's last unless it names `
 - kind "change": one experiment's per-seed ratio of the metric at that generation to generation 0
   (or to `from_generation`);
 - kind "compare": per-seed difference of experiment − baseline at that generation (`quantity`
-  "value"), or of their ratios to generation 0 (`quantity` "ratio"), on the seeds both finished.
+  "value"), or of their ratios to generation 0 (`quantity` "ratio"), on the seeds both finished;
+- kind "within": two metrics of one experiment's row, per seed `metric` / `other` (`op` "ratio") or
+  `metric` − `other` (`op` "difference"), e.g. target_tv against plain_target_tv of the same θ_0.
 Its 95 % Student-t interval over seeds is held against the claimed region:
 
     above x        reproduced when the interval lies above x, not reproduced when it lies below
@@ -64,6 +66,9 @@ def evaluate_test(df: pd.DataFrame, test: dict, generations: int) -> dict:
     value = _at(df, experiment, metric, generation)
     if test["kind"] == "change":
         per_seed = value / _at(df, experiment, metric, test.get("from_generation", 0)).replace(0, np.nan)
+    elif test["kind"] == "within":
+        other = _at(df, experiment, test["other"], generation)
+        per_seed = value / other.replace(0, np.nan) if test.get("op", "ratio") == "ratio" else value - other
     else:
         base = _at(df, test["baseline"], metric, generation)
         if test.get("quantity", "value") == "ratio":
@@ -92,10 +97,14 @@ def decide(df: pd.DataFrame, tests: list[dict], generations: int) -> tuple[str, 
 
 def describe_test(result: dict) -> str:
     """One line: what was measured, its mean and interval, the region and the verdict."""
-    what = (f"{result['metric']} of {result['experiment']}, gen {result['generation']} / gen "
-            f"{result.get('from_generation', 0)}" if result["kind"] == "change"
-            else f"{result['metric']}{' ratio' if result.get('quantity') == 'ratio' else ''} of {result['experiment']} "
-                 f"− {result['baseline']}, gen {result['generation']}")
+    if result["kind"] == "change":
+        what = f"{result['metric']} of {result['experiment']}, gen {result['generation']} / gen {result.get('from_generation', 0)}"
+    elif result["kind"] == "within":
+        what = (f"{result['metric']} {'/' if result.get('op', 'ratio') == 'ratio' else '−'} {result['other']} of "
+                f"{result['experiment']}, gen {result['generation']}")
+    else:
+        what = (f"{result['metric']}{' ratio' if result.get('quantity') == 'ratio' else ''} of {result['experiment']} "
+                f"− {result['baseline']}, gen {result['generation']}")
     region = result["region"]
     claimed = (f"above {region['above']:g}" if "above" in region else f"below {region['below']:g}" if "below" in region
                else f"within [{region['within'][0]:g}, {region['within'][1]:g}]")

@@ -64,6 +64,8 @@ class RunConfig:
     correction_clusters: int = _f(16, "self-correcting: k-means centroids per class (Gillman et al.: 16)")
     target_distribution: str = _f("", "SIMS distribution shifting: a probability per class, comma-separated "
                                   "(q_0,...,q_{K-1}, summing to 1); S_t is steered to this class mix; empty = off")
+    shift_exaggeration: float = _f(1.0, "distribution shifting: calibration κ > 0 of the auxiliary mix, π_s ∝ "
+                                   "π_r·(π_r/q)^(κ/ω) (1 = the derivation; a finite fine-tune adopts π_s only in part)")
     sampling_bias: float = _f(1.0, "MAD sampling bias λ in (0, 1]; 1 = unbiased, else CFG w = 1/λ − 1")
     label_dropout: float = _f(0.1, "class-conditional training: fraction of labels replaced by the null class")
     # --- model and training
@@ -229,6 +231,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     for name in ("n_real_fresh", "checkpoint_every", "seed", "n_validation", "ema_warmup_steps", "lr_warmup_steps",
                  "neon_n_aux", "neon_aux_train_steps"):
         at_least(name, getattr(cfg, name), 0)
+    if not (0 < cfg.shift_exaggeration < float("inf")):
+        raise ConfigError(f"--shift-exaggeration: {cfg.shift_exaggeration!r} is not allowed; it must be a finite number > 0")
     for name in ("guidance_weight", "neon_weight", "snr_gamma"):
         value = getattr(cfg, name)
         if not (value >= 0 and value < float("inf")):

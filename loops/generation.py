@@ -174,7 +174,7 @@ def run_generation(run, t: int) -> None:
         scores = {**scorer.score(samples, subset_seed), "memorization": memorization(samples, data.images)}
         if health is not None:
             scores.update(rows.health_scores(scorer.score(health, subset_seed)))
-        scores.update(rows.target_scores(ctx.cfg, scores, scorer, samples, health))
+        scores.update(rows.target_scores(ctx.cfg, scores, scorer, samples, health, t))
         metric_seconds = time.perf_counter() - start
 
         rd = ctx.run_dir

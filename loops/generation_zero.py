@@ -24,11 +24,19 @@ def generation_zero_key(cfg: RunConfig) -> str:
     return json.dumps({k: v for k, v in values.items() if k not in unused}, sort_keys=True)
 
 
+# Fields that act only after θ_0 is trained: how it is sampled and how the samples are scored. (Not
+# here: anything that changes R_0 or the training, e.g. n_validation, which moves the split.)
+AFTER_TRAINING = frozenset({"n_synthetic", "sampling_scheduler", "sampling_steps", "timestep_spacing",
+                            "sample_batch_size", "sampling_dtype", "evaluate_on", "features", "k",
+                            "inception_weights", "log_with"})
+
+
 def base_key(cfg: RunConfig) -> str:
-    """What θ_0 depends on: the generation-0 key without the sampler and every field a sampler reads
-    (samplers only use θ_0 once it is trained)."""
+    """What θ_0 depends on: the generation-0 key without the sampler, every field a sampler reads
+    (samplers only use θ_0 once it is trained) and the fields of sampling and scoring (AFTER_TRAINING):
+    a tuning sweep on the validation split, or over sampling steps, trains θ_0 once."""
     values = dataclasses.asdict(dataclasses.replace(cfg, regime="", generations=1, sampler=""))
-    unused = regime_fields() | sampler_fields()
+    unused = regime_fields() | sampler_fields() | AFTER_TRAINING
     return json.dumps({k: v for k, v in values.items() if k not in unused}, sort_keys=True)
 
 

@@ -260,8 +260,11 @@ def sampler_of(cfg: RunConfig) -> str:
 
 
 def validate_run(cfg: RunConfig) -> RunConfig:
-    """The engine's validation plus the regime and the sampler (both registries), before any work."""
+    """The engine's validation plus the regime and the sampler (both registries) and data that must be
+    fetched first, before any work."""
+    from autophagy.data import check_available
     from loops.samplers import SAMPLERS
+    check_available(cfg.data)
     if cfg.regime not in REGIMES:
         raise ConfigError(f"--regime: {cfg.regime!r} is not allowed; choose one of {', '.join(REGIMES)}")
     if "correction" in REGIMES[cfg.regime].uses:

@@ -9,6 +9,7 @@ import numpy as np
 from autophagy.config import target_probabilities
 from autophagy.layout import HEALTH_KEYS, HEALTH_PREFIX
 from autophagy.metrics import total_variation
+from autophagy.seeding import rng_for
 from loops.artifacts import memory_mb
 from loops.regimes import method_fields
 
@@ -32,19 +33,39 @@ def health_scores(scores: dict) -> dict:
     return {HEALTH_PREFIX + k: scores[k] for k in HEALTH_KEYS if k in scores}
 
 
-def target_scores(cfg, scores: dict, scorer, samples, health) -> dict:
+def rejection_subset(classes: np.ndarray, target, rng: np.random.Generator) -> np.ndarray:
+    """The largest subset of a set of draws whose class mix is exactly `target` (the outcome of rejection
+    sampling the draws to q, at its best): n = min over classes of available / q_c, round(n · q_c) of
+    each class, chosen at random. Indices into `classes`, sorted."""
+    q = np.asarray(target, dtype=np.float64)
+    available = np.bincount(classes, minlength=len(q))[:len(q)]
+    n = int(np.floor(min(available[c] / q[c] for c in range(len(q)) if q[c] > 0)))
+    counts = np.minimum(np.round(n * q).astype(int), available)
+    chosen = [rng.choice(np.flatnonzero(classes == c), counts[c], replace=False) for c in range(len(q)) if counts[c]]
+    return np.sort(np.concatenate(chosen)) if chosen else np.empty(0, dtype=np.int64)
+
+
+def target_scores(cfg, scores: dict, scorer, samples, health, t: int = 0) -> dict:
     """Distribution shifting: total variation of S_t's class histogram (and of the unguided health
     draws') to the target q, as the lenet classifier of the real pool sees them, and FID against the
-    reference resampled to q (`target_fid`, `plain_target_fid`)."""
+    reference resampled to q (`target_fid`, `plain_target_fid`). The reference point of a filter:
+    the health draws rejection-sampled to q (`rejection_target_tv`, `rejection_target_fid`, from
+    `rejection_n` of them; FID on fewer images reads higher, so compare it at equal counts)."""
     q = target_probabilities(cfg)
     if not q or "class_histogram" not in scores:
         return {}
     out = {"target_tv": total_variation(scores["class_histogram"], q), "target_fid": scorer.target_fid(samples, q)}
     if health is not None:
-        histogram = np.bincount(scorer.extractor.classify(health), minlength=len(q))[:len(q)]
+        classes = scorer.extractor.classify(health)
+        histogram = np.bincount(classes, minlength=len(q))[:len(q)]
+        kept = rejection_subset(classes, q, rng_for(cfg.seed, "rejection", t))
         out.update({HEALTH_PREFIX + "target_tv": total_variation(histogram, q),
                     HEALTH_PREFIX + "target_fid": scorer.target_fid(health, q),
-                    HEALTH_PREFIX + "class_histogram": histogram.tolist()})
+                    HEALTH_PREFIX + "class_histogram": histogram.tolist(), "rejection_n": len(kept)})
+        if len(kept) > 1:
+            rejected = np.bincount(classes[kept], minlength=len(q))[:len(q)]
+            out.update({"rejection_target_tv": total_variation(rejected, q),
+                        "rejection_target_fid": scorer.target_fid(health[kept], q)})
     return {k: v for k, v in out.items() if v is not None}
 
 

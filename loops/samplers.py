@@ -123,34 +123,38 @@ def sims(ctx: SamplerContext, base: UNet2DModel) -> SamplerSetup:
     select = None
     if q:
         def select(images):
-            return shift_indices(ctx.classify(images), q, ctx.cfg.guidance_weight, rng_for(ctx.cfg.seed, "shift", ctx.t))
+            return shift_indices(ctx.classify(images), q, ctx.cfg.guidance_weight, rng_for(ctx.cfg.seed, "shift", ctx.t),
+                                 ctx.cfg.shift_exaggeration)
     aux, cost = ctx.auxiliary_model(base, select=select)
     denoiser = GuidedDenoiser(base, aux.to(ctx.device), ctx.cfg.guidance_weight, ctx.class_guidance_weight,
                               ctx.cfg.channels_last)
     return SamplerSetup(denoiser, guided=True, **cost)
 
 
-def shift_mix(base_mix, target, guidance_weight: float, floor: float = 1e-3) -> np.ndarray:
+def shift_mix(base_mix, target, guidance_weight: float, floor: float = 1e-3, exaggeration: float = 1.0) -> np.ndarray:
     """The auxiliary class mix π_s that steers SIMS's guided samples to the class mix q.
 
     Guided sampling draws approximately from p_base^(1+ω) / p_aux^ω, so with the base's class mix π_r and
     an auxiliary model fine-tuned on samples of mix π_s the guided mix is ∝ π_r^(1+ω) · π_s^(−ω); it equals
-    q for π_s ∝ π_r^((1+ω)/ω) · q^(−1/ω). (A derivation from the guidance form; a finite fine-tune adopts
-    π_s only in part, so the reached mix lies between the plain one and q.) Probabilities below `floor`
-    are raised to it so that an empty class stays finite."""
+    q for π_s ∝ π_r^((1+ω)/ω) · q^(−1/ω) = π_r · (π_r / q)^(1/ω). (A derivation from the guidance form; a
+    finite fine-tune adopts π_s only in part, so the reached mix lies between the plain one and q.) The
+    calibration κ (`exaggeration`, --shift-exaggeration) raises the correction: π_s ∝ π_r · (π_r / q)^(κ/ω),
+    κ = 1 the derivation itself. Probabilities below `floor` are raised to it so that an empty class
+    stays finite."""
     pi_r = np.maximum(np.asarray(base_mix, dtype=np.float64), floor)
     q = np.maximum(np.asarray(target, dtype=np.float64), floor)
     w = max(guidance_weight, 1e-6)
-    mix = pi_r ** ((1 + w) / w) * q ** (-1 / w)
+    mix = pi_r * (pi_r / q) ** (exaggeration / w)
     return mix / mix.sum()
 
 
-def shift_indices(classes: np.ndarray, target, guidance_weight: float, rng: np.random.Generator) -> np.ndarray:
+def shift_indices(classes: np.ndarray, target, guidance_weight: float, rng: np.random.Generator,
+                  exaggeration: float = 1.0) -> np.ndarray:
     """Indices into the base's samples (with replacement, as many as there are) whose class mix is
     `shift_mix` of theirs: the auxiliary model's training set for distribution shifting."""
     k = len(target)
     base_mix = np.bincount(classes, minlength=k)[:k] / len(classes)
-    counts = np.round(shift_mix(base_mix, target, guidance_weight) * len(classes)).astype(int)
+    counts = np.round(shift_mix(base_mix, target, guidance_weight, exaggeration=exaggeration) * len(classes)).astype(int)
     chosen = [rng.choice(np.flatnonzero(classes == c), n, replace=True)
               for c, n in enumerate(counts) if n and (classes == c).any()]
     return np.sort(np.concatenate(chosen)) if chosen else np.arange(len(classes))
@@ -188,7 +192,7 @@ def neon_merge(base: UNet2DModel, aux: UNet2DModel, weight: float) -> UNet2DMode
 
 AUXILIARY = ("n_aux", "aux_train_steps")
 register_sampler("plain", direct, description="S_t drawn from θ_t (CFG when --sampling-bias < 1)")
-register_sampler("sims", sims, uses=("guidance_weight", *AUXILIARY, "target_distribution"),
+register_sampler("sims", sims, uses=("guidance_weight", *AUXILIARY, "target_distribution", "shift_exaggeration"),
                  # ω also picks the auxiliary model's class mix when it shifts a distribution (shift_mix)
                  sampling_only=lambda cfg: () if cfg.target_distribution else ("guidance_weight",),
                  description="SIMS: (1+ω)·out_base − ω·out_aux, aux fine-tuned on own samples")

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from autophagy.cli import main
 from analysis.verdicts import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, decide, region_verdict
 from autophagy.config import ConfigError
 from loops.protocols import HERE, claim_folder_check, load_protocol, plan, shipped, with_method
@@ -100,7 +101,7 @@ def test_a_method_takes_the_method_point(tmp_path):
         with_method(load_protocol("mad-fully-synthetic"), "neon")
 
 
-def test_protocol_run_smoke_writes_a_verdict_marked_as_smoke(tmp_path):
+def test_protocol_run_smoke_writes_a_verdict_marked_as_smoke(tmp_path, capsys):
     code, out, err = run_cli("protocol", "run", "mad-fully-synthetic", "--preset", "micro", "--generations", "2",
                              "--seeds", "0,1", "--out", tmp_path / "p", timeout=600)
     assert code == 0, err
@@ -112,10 +113,9 @@ def test_protocol_run_smoke_writes_a_verdict_marked_as_smoke(tmp_path):
     assert "AMD" in verdict["machine"] or "CPU" in verdict["machine"]
     assert "(smoke run: not the protocol)" in out
     assert (tmp_path / "p" / "report-mad-fully-synthetic@1" / "comparison.csv").is_file()
-    # the ledger is generated from the verdict, with its figure beside it
-    code, _, err = run_cli("protocol", "ledger", tmp_path / "p" / "verdict-mad-fully-synthetic@1.json",
-                           "--out", tmp_path / "docs" / "claims.md")
-    assert code == 0, err
+    # the ledger is generated from the verdict, with its figure beside it (in this process: the same CLI)
+    assert main(["protocol", "ledger", str(tmp_path / "p" / "verdict-mad-fully-synthetic@1.json"),
+                 "--out", str(tmp_path / "docs" / "claims.md")]) == 0
     ledger = (tmp_path / "docs" / "claims.md").read_text()
     assert "mad-fully-synthetic@1" in ledger and "(smoke run)" in ledger
     assert (tmp_path / "docs" / "claims" / "mad-fully-synthetic@1.png").is_file()
@@ -126,8 +126,9 @@ def test_protocol_run_smoke_writes_a_verdict_marked_as_smoke(tmp_path):
     assert code == 0, err
     assert (tmp_path / "p" / "fully-synthetic-s0" / "metrics.jsonl").read_bytes() == rows
     # an unknown protocol: one line, exit 2
-    code, _, err = run_cli("protocol", "run", "nope", "--out", tmp_path / "p")
-    assert code == 2 and "'nope' is neither a shipped protocol" in err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["protocol", "run", "nope", "--out", str(tmp_path / "p")])
+    assert exit_info.value.code == 2 and "'nope' is neither a shipped protocol" in capsys.readouterr().err
 
 
 def test_the_ledger_ranks_methods_run_under_one_protocol():
@@ -145,3 +146,15 @@ def test_the_ledger_ranks_methods_run_under_one_protocol():
     board = text.split("## Leaderboards")[1]
     assert board.index("my-sampler") < board.index("(the protocol's own)") < board.index("| neon |")
     assert text.count("| c | s |") == 3
+
+
+def test_a_within_row_test_divides_or_subtracts_two_metrics_of_one_row():
+    rows = pd.DataFrame([{"experiment": "a", "seed": s, "generation": 0, "target_tv": tv, "plain_target_tv": 0.4,
+                          "target_fid": f, "plain_target_fid": 30.0}
+                         for s, (tv, f) in enumerate([(0.10, 25.0), (0.12, 27.0), (0.08, 26.0)])])
+    ratio = {"kind": "within", "experiment": "a", "metric": "target_tv", "other": "plain_target_tv",
+             "region": {"below": 0.5}, "generation": 0}
+    difference = {**ratio, "metric": "target_fid", "other": "plain_target_fid", "op": "difference", "region": {"below": 0.0}}
+    verdict, (r, d) = decide(rows, [ratio, difference], generations=1)
+    assert verdict == REPRODUCED and r["per_seed"] == pytest.approx({"0": 0.25, "1": 0.3, "2": 0.2})
+    assert d["per_seed"] == pytest.approx({"0": -5.0, "1": -3.0, "2": -4.0})

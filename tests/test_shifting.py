@@ -67,6 +67,9 @@ def test_a_shifted_sims_run_records_its_distance_to_the_target(micro, tmp_path):
     assert row["plain_target_tv"] == pytest.approx(total_variation(row["plain_class_histogram"], q))
     assert row["uses"]["target_distribution"] == SKEWED
     assert row["target_fid"] > 0 and row["plain_target_fid"] > 0   # against the reference resampled to q
+    assert 0 <= row["rejection_n"] <= row["n_reference"]      # the health draws rejection-sampled to q
+    if row["rejection_n"] > 1:
+        assert row["rejection_target_tv"] <= row["plain_target_tv"]
 
 
 def test_the_reference_resampled_to_a_target_is_its_classes_reweighted():
@@ -81,3 +84,24 @@ def test_the_reference_resampled_to_a_target_is_its_classes_reweighted():
     # samples drawn 1:1 from both classes sit closer to the 1:1 reference than to the 3:1 one
     fake = np.concatenate([rng.normal(0, 1, (200, 4)), rng.normal(5, 2, (200, 4))])
     assert fid_to(reweighted_stats(features, labels, (0.5, 0.5)), fake) < fid_to(gaussian_stats(features), fake)
+
+
+def test_rejection_sampling_keeps_the_largest_subset_with_the_target_mix():
+    from loops.rows import rejection_subset
+    classes = np.repeat(np.arange(10), 100)                       # 100 of each class
+    q = [float(v) for v in SKEWED.split(",")]
+    kept = rejection_subset(classes, q, np.random.default_rng(0))
+    counts = np.bincount(classes[kept], minlength=10)
+    assert counts.tolist() == [100, 100] + [17] * 8                # n = 100 / 0.3 = 333: 0.3n = 100, 0.05n = 16.7
+    assert total_variation(counts, q) < 0.01 and len(set(kept)) == len(kept)
+    assert rejection_subset(classes, [0.1] * 10, np.random.default_rng(0)).size == 1000   # already uniform: all
+
+
+def test_the_calibration_exaggerates_the_auxiliary_mix_away_from_the_target():
+    pi_r, q = np.full(10, 0.1), np.array([float(v) for v in SKEWED.split(",")])
+    derived = shift_mix(pi_r, q, 2.0)
+    assert np.allclose(shift_mix(pi_r, q, 2.0, exaggeration=1.0), derived)
+    stronger = shift_mix(pi_r, q, 2.0, exaggeration=3.0)
+    assert stronger[0] < derived[0] < pi_r[0] and stronger[5] > derived[5] > pi_r[5]   # fewer of what q wants more of
+    with pytest.raises(ConfigError, match="--shift-exaggeration: 0.0"):
+        validate(make_config("micro", regime="sims", shift_exaggeration=0.0))

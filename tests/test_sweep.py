@@ -113,3 +113,16 @@ def test_sampler_only_points_share_generation_zeros_models(tmp_path, monkeypatch
     for key in ("fid", "kid", "precision", "recall", "plain_fid", "guidance_weight"):
         assert mine[key] == separate[key], key
     assert _rows(tmp_path / "sweep" / runs[0][0])[0]["fid"] != mine["fid"]   # ω still changes the samples
+
+
+def test_theta_0_is_trained_once_for_points_that_differ_after_training(tmp_path, monkeypatch):
+    """Sampling steps and the evaluation split act after θ_0 is trained: one θ_0 for all four points."""
+    calls = []
+    real_train = artifacts.train_diffusion
+    monkeypatch.setattr(artifacts, "train_diffusion", lambda *a, **k: calls.append(a[-1]) or real_train(*a, **k))
+    grid = parse_grid(["sampling-steps=3,4", "evaluate-on=reference,validation"])
+    runs = expand(make_config("micro", regime="synthetic-augmentation", generations=1), grid, [0])
+    summary = run_sweep(runs, tmp_path / "sweep", workers=1, grid=grid, seeds=[0], log=lambda *_: None)
+    assert all(s["state"] == "finished" for s in summary) and len(calls) == 1
+    fids = {name: _rows(tmp_path / "sweep" / name)[0]["fid"] for name, _ in runs}
+    assert len(set(fids.values())) == 4          # each point still samples and scores as it says
