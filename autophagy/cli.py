@@ -391,11 +391,13 @@ def _protocol_run(args) -> int:
     out = args.out or Path("runs") / f"protocols-{args.preset or protocol.preset}{'-smoke' if smoke else ''}"
     _check_out(out)
     record = claim_folder_check(out, protocol, smoke)
+    tag = record.stem.removeprefix("protocol-")   # <name>@<version>[+method][-smoke]: a smoke run never
+                                                  # overwrites the protocol's own verdict, nor the reverse
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(record, json.dumps({"protocol": protocol.id, "identity": protocol.identity, "smoke": smoke,
                                           "values": protocol.values}, indent=2, ensure_ascii=False) + "\n")
     summary = run_sweep(runs, out, workers, args.address, seeds=sorted({c.seed for _, c in runs}),
-                        record=f"sweep-{protocol.id}.json")
+                        record=f"sweep-{tag}.json")
     finished = [out / name for name, _ in runs if (out / name / "metrics.jsonl").is_file()]
     if not finished:
         raise ConfigError(f"protocol: no run of {protocol.id} finished a generation; see the messages above")
@@ -403,7 +405,7 @@ def _protocol_run(args) -> int:
     df = load_runs(finished)
     df = df[df["generation"] < generations].assign(experiment=lambda d: d["run"].map(experiment_of))
     verdict, results = decide(df, protocol.tests, generations)
-    report = write_report(finished, out / f"report-{protocol.id}", generation=generations - 1)
+    report = write_report(finished, out / f"report-{tag}", generation=generations - 1)
     values = {"protocol": protocol.id, "identity": protocol.identity, "claim": protocol.claim,
               "source": protocol.source, "verdict": verdict, "smoke": smoke,
               "settings": {"preset": args.preset or protocol.preset,
@@ -412,7 +414,7 @@ def _protocol_run(args) -> int:
               "failed": [s["run"] for s in summary if s["state"] != "finished"],
               "machine": hardware.describe(), "code_version": code_version(),
               "figure": str((report / "curves.png").resolve()) if (report / "curves.png").is_file() else ""}
-    path = out / f"verdict-{protocol.id}.json"
+    path = out / f"verdict-{tag}.json"
     atomic_write_text(path, json.dumps(values, indent=2, ensure_ascii=False, default=float) + "\n")
     print(f"{protocol.id}{' (smoke run: not the protocol)' if smoke else ''}: {verdict}")
     for result in results:
@@ -434,11 +436,12 @@ def _protocol_ledger(args) -> int:
             raise ConfigError(f"ledger: {str(path)!r} is not a readable verdict.json") from None
         if not isinstance(v, dict) or not {"protocol", "claim", "verdict", "tests"} <= set(v):
             raise ConfigError(f"ledger: {str(path)!r} is not a verdict.json (it lacks protocol, claim, verdict or tests)")
-        source = path.parent / f"report-{v['protocol']}" / "curves.png"
+        tag = v["protocol"] + ("-smoke" if v.get("smoke") else "")
+        source = path.parent / f"report-{tag}" / "curves.png"
         if source.is_file():  # a small figure beside the ledger, linked relative to it
             figures.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, figures / f"{v['protocol']}.png")
-            v["figure"] = f"claims/{v['protocol']}.png"
+            shutil.copyfile(source, figures / f"{tag}.png")
+            v["figure"] = f"claims/{tag}.png"
         else:
             v["figure"] = ""
         verdicts.append(v)

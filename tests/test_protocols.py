@@ -90,6 +90,7 @@ def test_a_folder_holding_another_identity_is_refused(tmp_path):
     record.write_text(json.dumps({"identity": "0" * 64, "smoke": False}))
     with pytest.raises(ConfigError, match="holds sims-prophylaxis@1 with identity 000000000000"):
         claim_folder_check(tmp_path, protocol, smoke=False)
+    assert claim_folder_check(tmp_path, protocol, smoke=True).name == "protocol-sims-prophylaxis@1-smoke.json"
 
 
 def test_a_method_takes_the_method_point(tmp_path):
@@ -105,20 +106,20 @@ def test_protocol_run_smoke_writes_a_verdict_marked_as_smoke(tmp_path, capsys):
     code, out, err = run_cli("protocol", "run", "mad-fully-synthetic", "--preset", "micro", "--generations", "2",
                              "--seeds", "0,1", "--out", tmp_path / "p", timeout=600)
     assert code == 0, err
-    verdict = json.loads((tmp_path / "p" / "verdict-mad-fully-synthetic@1.json").read_text())
+    verdict = json.loads((tmp_path / "p" / "verdict-mad-fully-synthetic@1-smoke.json").read_text())
     assert verdict["smoke"] is True and verdict["settings"]["preset"] == "micro"
     assert verdict["verdict"] in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)
     assert [t["n_seeds"] for t in verdict["tests"]] == [2, 2] and verdict["identity"] == load_protocol(
         "mad-fully-synthetic").identity
     assert "AMD" in verdict["machine"] or "CPU" in verdict["machine"]
     assert "(smoke run: not the protocol)" in out
-    assert (tmp_path / "p" / "report-mad-fully-synthetic@1" / "comparison.csv").is_file()
+    assert (tmp_path / "p" / "report-mad-fully-synthetic@1-smoke" / "comparison.csv").is_file()
     # the ledger is generated from the verdict, with its figure beside it (in this process: the same CLI)
-    assert main(["protocol", "ledger", str(tmp_path / "p" / "verdict-mad-fully-synthetic@1.json"),
+    assert main(["protocol", "ledger", str(tmp_path / "p" / "verdict-mad-fully-synthetic@1-smoke.json"),
                  "--out", str(tmp_path / "docs" / "claims.md")]) == 0
     ledger = (tmp_path / "docs" / "claims.md").read_text()
     assert "mad-fully-synthetic@1" in ledger and "(smoke run)" in ledger
-    assert (tmp_path / "docs" / "claims" / "mad-fully-synthetic@1.png").is_file()
+    assert (tmp_path / "docs" / "claims" / "mad-fully-synthetic@1-smoke.png").is_file()
     # run again: the same folder, the same identity, nothing retrained
     rows = (tmp_path / "p" / "fully-synthetic-s0" / "metrics.jsonl").read_bytes()
     code, _, err = run_cli("protocol", "run", "mad-fully-synthetic", "--preset", "micro", "--generations", "2",

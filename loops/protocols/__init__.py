@@ -145,8 +145,9 @@ def plan(protocol: Protocol, preset: str | None = None, overrides: dict | None =
 
 
 def claim_folder_check(out: Path, protocol: Protocol, smoke: bool) -> Path:
-    """The record of which protocol this folder's verdict belongs to: written once, then compared."""
-    record = out / f"protocol-{protocol.id}.json"
+    """The record of which protocol this folder's verdict belongs to: written once, then compared. A smoke
+    run has its own record (and verdict), so that it never stands for the protocol."""
+    record = out / f"protocol-{protocol.id}{'-smoke' if smoke else ''}.json"
     if record.is_file():
         try:
             saved = json.loads(record.read_text())
