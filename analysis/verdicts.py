@@ -145,7 +145,8 @@ def ledger_markdown(verdicts: list[dict]) -> str:
              "| claim | source | protocol | verdict | numbers | machine |", "|---|---|---|---|---|---|"]
     for v in verdicts:
         numbers = "<br>".join(describe_test(t) for t in v["tests"])
-        verdict = f"**{v['verdict']}**" + (" (smoke run)" if v.get("smoke") else "")
+        settings = ", ".join(f"{k} {val}" for k, val in v.get("settings", {}).items())
+        verdict = f"**{v['verdict']}**" + (f" (smoke run: {settings})" if v.get("smoke") else "")
         figure = f"<br>![{v['protocol']}]({v['figure']})" if v.get("figure") else ""
         lines.append(f"| {v['claim']} | {v['source']} | `{v['protocol']}` ({v['identity'][:12]}, code "
                      f"{v['code_version']}) | {verdict} | {numbers}{figure} | {v['machine']} |")

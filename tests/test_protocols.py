@@ -118,7 +118,7 @@ def test_protocol_run_smoke_writes_a_verdict_marked_as_smoke(tmp_path, capsys):
     assert main(["protocol", "ledger", str(tmp_path / "p" / "verdict-mad-fully-synthetic@1-smoke.json"),
                  "--out", str(tmp_path / "docs" / "claims.md")]) == 0
     ledger = (tmp_path / "docs" / "claims.md").read_text()
-    assert "mad-fully-synthetic@1" in ledger and "(smoke run)" in ledger
+    assert "mad-fully-synthetic@1" in ledger and "(smoke run: preset micro, generations 2, seeds [0, 1])" in ledger
     assert (tmp_path / "docs" / "claims" / "mad-fully-synthetic@1-smoke.png").is_file()
     # run again: the same folder, the same identity, nothing retrained
     rows = (tmp_path / "p" / "fully-synthetic-s0" / "metrics.jsonl").read_bytes()
