@@ -35,9 +35,10 @@ def base_key(cfg: RunConfig) -> str:
     """What θ_0 depends on: the generation-0 key without the sampler, every field a sampler reads
     (samplers only use θ_0 once it is trained) and the fields of sampling and scoring (AFTER_TRAINING):
     a tuning sweep on the validation split, or over sampling steps, trains θ_0 once."""
-    values = dataclasses.asdict(dataclasses.replace(cfg, regime="", generations=1, sampler=""))
-    unused = regime_fields() | sampler_fields() | AFTER_TRAINING
-    return json.dumps({k: v for k, v in values.items() if k not in unused}, sort_keys=True)
+    values = json.loads(generation_zero_key(cfg))
+    for name in sampler_fields() | AFTER_TRAINING | {"sampler"}:
+        values.pop(name, None)
+    return json.dumps(values, sort_keys=True)
 
 
 def model_key(cfg: RunConfig) -> str:
@@ -48,9 +49,6 @@ def model_key(cfg: RunConfig) -> str:
     for name in SAMPLERS[sampler_of(cfg)].sampling_only_fields(cfg):
         values.pop(name, None)
     return json.dumps(values, sort_keys=True)
-
-
-BASE_MODEL = layout.MODEL  # gen_000/model: θ_0
 
 
 def _trained(folder) -> bool:
@@ -73,7 +71,7 @@ def share_models(source: RunDir, target: RunDir, cfg: RunConfig, only_base: bool
         target.check_or_write_config(cfg)
         target.gen(0).mkdir(parents=True, exist_ok=True)
         for folder in sorted(p for p in source.gen(0).iterdir() if p.is_dir() and _trained(p)):
-            if (only_base and folder.name != BASE_MODEL) or (target.gen(0) / folder.name).exists():
+            if (only_base and folder.name != layout.MODEL) or (target.gen(0) / folder.name).exists():
                 continue
             partial = target.gen(0) / f".{folder.name}.partial"
             shutil.rmtree(partial, ignore_errors=True)

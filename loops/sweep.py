@@ -145,9 +145,10 @@ def run_sweep(runs: list[tuple[str, RunConfig]], out: Path | str, workers: int =
             "address": address or "", "workers": workers, "runs": [name for name, _ in runs]}, indent=2) + "\n")
     executor = _Executor(workers, address)
     owners: dict[str, tuple[str, RunConfig]] = {}
-    done = [run for run in runs if RunDir(out / run[0]).is_done(0)]
+    done = {name for name, _ in runs if RunDir(out / name).is_done(0)}
     elsewhere = _finished_elsewhere(out, {name for name, _ in runs})  # other sweeps' runs in this folder
-    for name, cfg in done + elsewhere + [run for run in runs if run not in done]:
+    ordered = [run for run in runs if run[0] in done] + elsewhere + [run for run in runs if run[0] not in done]
+    for name, cfg in ordered:
         owners.setdefault(generation_zero_key(cfg), (name, cfg))  # a run that already has it owns the key
     # phase 1: generation 0 once per key, its models trained once across keys: θ_0 once per base key (the
     # same training, whatever the sampler), all models once per model key (keys that differ only in
