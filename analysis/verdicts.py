@@ -4,9 +4,17 @@ A test reads one metric at one generation (the protocol's last unless it names `
 - kind "change": one experiment's per-seed ratio of the metric at that generation to generation 0
   (or to `from_generation`);
 - kind "compare": per-seed difference of experiment − baseline at that generation (`quantity`
-  "value"), or of their ratios to generation 0 (`quantity` "ratio"), on the seeds both finished;
+  "value"), or of their ratios to generation 0 (`quantity` "ratio"), on the seeds both finished (a
+  plain_* metric of a guided method against an unguided control reads the control's own metric);
 - kind "within": two metrics of one experiment's row, per seed `metric` / `other` (`op` "ratio") or
-  `metric` − `other` (`op` "difference"), e.g. target_tv against plain_target_tv of the same θ_0.
+  `metric` − `other` (`op` "difference"), e.g. target_tv against plain_target_tv of the same θ_0;
+- kind "decay": how fast one experiment's per-generation increments Δ_t = m_t − m_{t−1} shrink, per seed
+  the least-squares r of Δ_{t+1} ≈ r·Δ_t over t = `from_generation` (default 1) … the generation (a sum
+  of past errors discounted by d per generation has increments that decay by r = d: Khelifa et al.'s
+  (1−α)² for fresh data);
+- kind "peak": whether the metric, over `experiments` ordered by a swept setting, peaks inside the
+  sweep: per seed max(interior points) − max(first, last) at the generation (above 0: it first rises,
+  then falls, Fu et al.'s threshold).
 Its 95 % Student-t interval over seeds is held against the claimed region:
 
     above x        reproduced when the interval lies above x, not reproduced when it lies below
@@ -59,21 +67,42 @@ def _at(df: pd.DataFrame, experiment: str, metric: str, generation: int) -> pd.S
     return rows.set_index("seed")[metric] if metric in rows else pd.Series(dtype=float)
 
 
+def _decay(df: pd.DataFrame, experiment: str, metric: str, first: int, last: int) -> pd.Series:
+    """Per seed, r minimising Σ (Δ_{t+1} − r·Δ_t)² over the increments Δ_first … Δ_last."""
+    rows = df[(df["experiment"] == experiment) & df["generation"].between(first - 1, last)]
+    curves = rows.pivot_table(index="seed", columns="generation", values=metric).reindex(
+        columns=range(first - 1, last + 1))
+    steps = curves.diff(axis=1).iloc[:, 1:].to_numpy()
+    now, later = steps[:, :-1], steps[:, 1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (now * later).sum(axis=1) / (now * now).sum(axis=1)
+    complete = ~np.isnan(steps).any(axis=1) & (steps.shape[1] >= 2)
+    return pd.Series(np.where(complete, r, np.nan), index=curves.index)
+
+
 def evaluate_test(df: pd.DataFrame, test: dict, generations: int) -> dict:
     """One test on rows that carry `experiment`, `seed`, `generation` and the metric."""
     generation = test.get("generation", generations - 1)
-    metric, experiment = test["metric"], test["experiment"]
+    metric, experiment = test["metric"], test.get("experiment")
     value = _at(df, experiment, metric, generation)
-    if test["kind"] == "change":
+    if test["kind"] == "decay":
+        per_seed = _decay(df, experiment, metric, test.get("from_generation", 1), generation)
+    elif test["kind"] == "peak":
+        curve = pd.concat([_at(df, e, metric, generation) for e in test["experiments"]], axis=1).dropna()
+        per_seed = curve.iloc[:, 1:-1].max(axis=1) - curve.iloc[:, [0, -1]].max(axis=1)
+    elif test["kind"] == "change":
         per_seed = value / _at(df, experiment, metric, test.get("from_generation", 0)).replace(0, np.nan)
     elif test["kind"] == "within":
         other = _at(df, experiment, test["other"], generation)
         per_seed = value / other.replace(0, np.nan) if test.get("op", "ratio") == "ratio" else value - other
     else:
-        base = _at(df, test["baseline"], metric, generation)
+        base_metric = metric
+        if metric.startswith("plain_") and _at(df, test["baseline"], metric, generation).dropna().empty:
+            base_metric = metric.removeprefix("plain_")  # an unguided control's own samples are its plain draws
+        base = _at(df, test["baseline"], base_metric, generation)
         if test.get("quantity", "value") == "ratio":
             value = value / _at(df, experiment, metric, 0).replace(0, np.nan)
-            base = base / _at(df, test["baseline"], metric, 0).replace(0, np.nan)
+            base = base / _at(df, test["baseline"], base_metric, 0).replace(0, np.nan)
         shared = value.index.intersection(base.index)
         per_seed = value[shared] - base[shared]
     per_seed = per_seed.dropna().sort_index()
@@ -97,7 +126,13 @@ def decide(df: pd.DataFrame, tests: list[dict], generations: int) -> tuple[str, 
 
 def describe_test(result: dict) -> str:
     """One line: what was measured, its mean and interval, the region and the verdict."""
-    if result["kind"] == "change":
+    if result["kind"] == "decay":
+        what = (f"decay of {result['metric']}'s increments of {result['experiment']}, gens "
+                f"{result.get('from_generation', 1)}-{result['generation']}")
+    elif result["kind"] == "peak":
+        what = (f"{result['metric']} peak inside {' → '.join(result['experiments'])} (interior − ends), "
+                f"gen {result['generation']}")
+    elif result["kind"] == "change":
         what = f"{result['metric']} of {result['experiment']}, gen {result['generation']} / gen {result.get('from_generation', 0)}"
     elif result["kind"] == "within":
         what = (f"{result['metric']} {'/' if result.get('op', 'ratio') == 'ratio' else '−'} {result['other']} of "

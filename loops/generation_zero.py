@@ -11,7 +11,7 @@ from autophagy.config import RunConfig
 from autophagy import layout
 from autophagy.rundir import RunDir
 from loops.artifacts import STATS_FILE
-from loops.regimes import regime_fields, sampler_of
+from loops.regimes import as_read, regime_fields, sampler_of
 from loops.samplers import SAMPLERS, sampler_fields
 
 
@@ -68,7 +68,7 @@ def share_models(source: RunDir, target: RunDir, cfg: RunConfig, only_base: bool
     if not source.is_done(0) or target.is_done(0):
         return False
     with target.locked():
-        target.check_or_write_config(cfg)
+        target.check_or_write_config(cfg, resolve=as_read)
         target.gen(0).mkdir(parents=True, exist_ok=True)
         for folder in sorted(p for p in source.gen(0).iterdir() if p.is_dir() and _trained(p)):
             if (only_base and folder.name != layout.MODEL) or (target.gen(0) / folder.name).exists():
@@ -85,7 +85,7 @@ def reuse_generation_zero(source: RunDir, target: RunDir, cfg: RunConfig) -> boo
     if not source.is_done(0) or target.is_done(0):
         return False
     with target.locked():
-        target.check_or_write_config(cfg)
+        target.check_or_write_config(cfg, resolve=as_read)
         for path in (source.baseline_path, source.reference_features_path):
             if path.exists() and not (target.root / path.name).exists():
                 shutil.copy2(path, target.root / path.name)

@@ -24,6 +24,7 @@ validation or reference image, or an index that is not there, into a training se
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -252,6 +253,17 @@ def method_fields(cfg: RunConfig) -> tuple[str, ...]:
     """The config fields this run's regime and sampler declare that they read."""
     from loops.samplers import SAMPLERS
     return tuple(dict.fromkeys(REGIMES[cfg.regime].uses + SAMPLERS[sampler_of(cfg)].uses))
+
+
+def as_read(cfg: RunConfig) -> RunConfig:
+    """The run as its regime and sampler read it: the fields that other registered regimes and samplers
+    read but these two do not are set to their defaults, so a folder whose config differs only there (a
+    preset that since tuned Neon's w, read by a synthetic-augmentation run) holds the same run."""
+    from loops.samplers import SAMPLERS, sampler_fields
+    sampler = sampler_of(cfg)
+    unread = (regime_fields() | sampler_fields()) - set(REGIMES[cfg.regime].uses) - set(SAMPLERS[sampler].uses)
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig) if f.name in unread}
+    return dataclasses.replace(cfg, **defaults)
 
 
 def sampler_of(cfg: RunConfig) -> str:

@@ -23,7 +23,7 @@ from autophagy.plugins import load_config_plugins
 from autophagy.rundir import RunDir
 from autophagy.training import make_accelerator
 from loops.generation import run_generation
-from loops.regimes import REGIMES, RealDraws, check_pool, sampler_of, validate_run
+from loops.regimes import REGIMES, RealDraws, as_read, check_pool, sampler_of, validate_run
 from loops.scoring import Scorer, build_scorer
 from loops.tracker import Tracker
 
@@ -75,7 +75,7 @@ def run_loop(cfg: RunConfig, out: Path | str, overwrite: bool = False, log=print
                 rd.saved_config()
                 rd.restore_rows(log)
             rd.check_or_write_config(cfg, overwrite, num_processes=state.num_processes, resolve=lambda c: (
-                dataclasses.replace(c, features=resolve_features(c.features, real))))
+                dataclasses.replace(as_read(c), features=resolve_features(c.features, real))))
         faults.barrier(state)
         run = RunState(cfg, rd, real, state, log)
         tracker = Tracker(cfg, rd)

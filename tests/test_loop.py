@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import loops.artifacts as artifacts
+from autophagy.rundir import RunDir
 from loops.run import run_loop
 from loops.regimes import REGIMES
 
@@ -187,3 +188,18 @@ def test_a_run_extends_when_its_settings_mean_the_same_on_its_data(micro, tmp_pa
     run_loop(micro(generations=2, features="auto"), out)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["generation"] for r in rows] == [0, 1] and {r["feature_space"] for r in rows} == {"lenet"}
+
+
+def test_a_field_neither_the_regime_nor_its_sampler_reads_does_not_block_a_resume(micro, tmp_path):
+    """A preset that later tunes Neon's w or SIMS's ω does not orphan a synthetic-augmentation folder; the
+    same change in a run whose sampler reads it is refused, naming the field."""
+    from autophagy.config import ConfigError
+    out = tmp_path / "run"
+    run_loop(micro(regime="synthetic-augmentation", generations=1, neon_weight=0.5, guidance_weight=2.0), out)
+    run_loop(micro(regime="synthetic-augmentation", generations=2, neon_weight=4.0, guidance_weight=1.0), out)
+    assert [r["generation"] for r in RunDir(out).read_rows()] == [0, 1]
+    sims = tmp_path / "sims"
+    run_loop(micro(regime="sims", generations=1, guidance_weight=2.0, neon_weight=0.5), sims)
+    run_loop(micro(regime="sims", generations=1, guidance_weight=2.0, neon_weight=4.0), sims)  # Neon's: unread
+    with pytest.raises(ConfigError, match=r"guidance_weight: 2.0 -> 1.0"):
+        run_loop(micro(regime="sims", generations=2, guidance_weight=1.0), sims)

@@ -43,6 +43,10 @@ def test_each_outcome_from_a_table_whose_answer_is_known():
     verdict, (result,) = decide(paired, COMPARE, 3)
     assert verdict == REPRODUCED and result["per_seed"] == {"0": -7.0, "1": -10.0, "2": -7.5}
     assert decide(paired, COMPARE + CHANGE, 3)[0] == REPRODUCED   # a: 1.3, 1.4, 1.35 > 1 too
+    # model health of a guided method against an unguided control: the control's own samples are plain draws
+    health = paired.assign(plain_fid=np.where(paired["experiment"] == "a", paired["fid"] + 1.0, np.nan))
+    _, (result,) = decide(health, [{**COMPARE[0], "metric": "plain_fid"}], 3)
+    assert result["per_seed"] == {"0": -6.0, "1": -9.0, "2": -6.5}
     assert decide(_rows({"a": [(10, 12), (10, 13), (10, 11)]}), CHANGE, 3)[0] == INCONCLUSIVE  # [0.95, 1.45]
     assert decide(paired, COMPARE + [{**CHANGE[0], "region": {"below": 1.0}}], 3)[0] == NOT_REPRODUCED
 
@@ -159,3 +163,39 @@ def test_a_within_row_test_divides_or_subtracts_two_metrics_of_one_row():
     verdict, (r, d) = decide(rows, [ratio, difference], generations=1)
     assert verdict == REPRODUCED and r["per_seed"] == pytest.approx({"0": 0.25, "1": 0.3, "2": 0.2})
     assert d["per_seed"] == pytest.approx({"0": -5.0, "1": -3.0, "2": -4.0})
+
+
+def test_a_decay_test_recovers_the_discount_of_a_sum_of_past_errors():
+    """FID_t = FID_0 + Σ_{k<=t} ε d^(t-k) with constant ε has increments ε d^t: r = d exactly, per seed."""
+    def curve(d, eps, t):
+        return 40 + eps * sum(d ** (t - k) for k in range(1, t + 1))
+    rows = pd.DataFrame([{"experiment": "fresh", "seed": s, "generation": t, "fid": curve(d, eps, t)}
+                         for s, (d, eps) in enumerate([(0.62, 5.0), (0.64, 7.0), (0.66, 6.0)]) for t in range(10)])
+    test = {"kind": "decay", "experiment": "fresh", "metric": "fid", "region": {"within": [0.49, 0.79]}}
+    verdict, (result,) = decide(rows, [test], generations=10)
+    assert verdict == REPRODUCED and result["per_seed"] == pytest.approx({"0": 0.62, "1": 0.64, "2": 0.66})
+    assert decide(rows, [{**test, "region": {"within": [0.75, 0.9]}}], 10)[0] == NOT_REPRODUCED
+    # a generation missing for one seed: that seed has no estimate, the others stand
+    assert decide(rows.drop(index=rows.index[(rows.seed == 2) & (rows.generation == 5)]), [test], 10)[1][0][
+        "n_seeds"] == 2
+
+
+def test_a_peak_test_asks_for_an_interior_maximum(tmp_path):
+    def sweep(values_by_seed):
+        return pd.DataFrame([{"experiment": e, "seed": s, "generation": 4, "fid": v}
+                             for s, values in enumerate(values_by_seed) for e, v in zip(["lo", "mid", "hi"], values)])
+    test = {"kind": "peak", "experiments": ["lo", "mid", "hi"], "metric": "fid", "region": {"above": 0.0},
+            "generation": 4}
+    verdict, (result,) = decide(sweep([(40, 60, 45), (42, 58, 44), (41, 60, 44)]), [test], 5)
+    assert verdict == REPRODUCED and result["per_seed"] == {"0": 15.0, "1": 14.0, "2": 16.0}
+    assert decide(sweep([(40, 50, 60), (42, 55, 70), (41, 49, 66)]), [test], 5)[0] == NOT_REPRODUCED  # rising
+    original = json.loads((HERE / "synthetic-amount-peak.json").read_text())
+    two = tmp_path / "two.json"
+    two.write_text(json.dumps({**original, "version": 2, "tests": [{**original["tests"][0],
+                                                                    "experiments": ["synthetic-1x", "synthetic-4x"]}]}))
+    with pytest.raises(ConfigError, match="three or more experiments"):
+        load_protocol(str(two))
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text(json.dumps({**original, "version": 2, "tests": [{**original["tests"][0], "kind": "slope"}]}))
+    with pytest.raises(ConfigError, match="kind 'slope'"):
+        load_protocol(str(unknown))

@@ -8,8 +8,10 @@ A protocol is a JSON file shipped beside this module (`<name>.json`), or any fil
     points               {experiment name: {config field: value}}: the experiments (folder <name>-s<seed>)
     seeds, generations   the shared seeds (paired statistics) and the length of every run
     tests                how the claim is decided (analysis.verdicts): per test, a metric of one
-                         experiment (its change from generation 0, kind "change") or of two experiments
-                         on shared seeds (kind "compare"), and the region its 95 % interval must lie in
+                         experiment (its change from generation 0, kind "change"), of two experiments
+                         on shared seeds ("compare"), of two metrics of one row ("within"), the decay
+                         of its increments ("decay") or a sweep's interior peak ("peak"), and the
+                         region its 95 % interval must lie in
     method_point         optional: the experiment that `--method NAME` replaces with a plug-in's method
 
 `versions.json` holds the identity (sha256 of the canonical JSON) of every published `name@version`:
@@ -29,6 +31,7 @@ from loops.sweep import folder_name
 
 HERE = Path(__file__).resolve().parent
 PUBLISHED = HERE / "versions.json"
+TEST_KINDS = ("change", "compare", "within", "decay", "peak")  # analysis.verdicts
 KEYS = ("name", "version", "claim", "source", "preset", "overrides", "points", "seeds", "generations", "tests")
 OPTIONAL = ("method_point", "method", "notes")
 
@@ -98,7 +101,13 @@ def check_keys(values, where: str) -> dict:
         if bad:
             raise ConfigError(f"protocol: {where} sets {', '.join(bad)} in a point; points set run fields only")
     for test in values["tests"]:
-        for experiment in [test.get("experiment"), test.get("baseline")]:
+        if test.get("kind") not in TEST_KINDS:
+            raise ConfigError(f"protocol: {where} has a test of kind {test.get('kind')!r}; kinds are "
+                              f"{', '.join(TEST_KINDS)}")
+        if test["kind"] == "peak" and len(test.get("experiments", [])) < 3:
+            raise ConfigError(f"protocol: {where} has a peak test over {test.get('experiments')!r}; it needs "
+                              "three or more experiments in the order of the swept setting")
+        for experiment in [test.get("experiment"), test.get("baseline"), *test.get("experiments", [])]:
             if experiment is not None and experiment not in values["points"]:
                 raise ConfigError(f"protocol: {where} tests experiment {experiment!r}, which is not a point")
     return values
