@@ -183,7 +183,8 @@ def ledger_markdown(verdicts: list[dict]) -> str:
         settings = ", ".join(f"{k} {val}" for k, val in v.get("settings", {}).items())
         verdict = f"**{v['verdict']}**" + (f" (smoke run: {settings})" if v.get("smoke") else "")
         figure = f"<br>![{v['protocol']}]({v['figure']})" if v.get("figure") else ""
-        lines.append(f"| {v['claim']} | {v['source']} | `{v['protocol']}` ({v['identity'][:12]}, code "
+        plan = f"plan {v['plan_identity'][:12]}, " if v.get("plan_identity") else ""
+        lines.append(f"| {v['claim']} | {v['source']} | `{v['protocol']}` ({v['identity'][:12]}, {plan}code "
                      f"{v['code_version']}) | {verdict} | {numbers}{figure} | {v['machine']} |")
     board = leaderboard_markdown(verdicts)
     return "\n".join(lines) + "\n" + (f"\n## Leaderboards\n\n{board}" if board else "")

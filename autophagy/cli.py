@@ -375,7 +375,7 @@ def _protocol_run(args) -> int:
     from analysis.verdicts import decide, describe_test
     from autophagy import hardware
     from autophagy.rundir import atomic_write_text
-    from loops.protocols import claim_folder_check, load_protocol, plan, with_method
+    from loops.protocols import claim_folder_check, load_protocol, plan, plan_identity, with_method
     from loops.regimes import validate_run
     from loops.sweep import run_sweep
     _load_plugins(args, None)
@@ -410,6 +410,7 @@ def _protocol_run(args) -> int:
               "source": protocol.source, "verdict": verdict, "smoke": smoke,
               "settings": {"preset": args.preset or protocol.preset,
                            **{k: v for k, v in overrides.items() if v is not None and k != "plugins"}},
+              "plan_identity": plan_identity(runs),
               "tests": results, "runs": [str(p) for p in finished],
               "failed": [s["run"] for s in summary if s["state"] != "finished"],
               "machine": hardware.describe(), "code_version": code_version(),

@@ -8,7 +8,7 @@ import pytest
 from autophagy.cli import main
 from analysis.verdicts import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, decide, region_verdict
 from autophagy.config import ConfigError
-from loops.protocols import HERE, claim_folder_check, load_protocol, plan, shipped, with_method
+from loops.protocols import HERE, claim_folder_check, load_protocol, plan, plan_identity, shipped, with_method
 from loops.regimes import validate_run
 from tests.conftest import run_cli
 
@@ -199,3 +199,15 @@ def test_a_peak_test_asks_for_an_interior_maximum(tmp_path):
     unknown.write_text(json.dumps({**original, "version": 2, "tests": [{**original["tests"][0], "kind": "slope"}]}))
     with pytest.raises(ConfigError, match="kind 'slope'"):
         load_protocol(str(unknown))
+
+
+def test_the_plan_identity_tells_what_ran_when_a_preset_moves(monkeypatch):
+    """The protocol's identity is its text; the plan identity follows the settings its runs read: a moved
+    Neon w in the preset changes Neon's plan and not the plan of a protocol whose runs never read w."""
+    from autophagy import config
+    neon, prophylaxis = load_protocol("neon-merge"), load_protocol("sims-prophylaxis")
+    before = plan_identity(plan(neon)[0]), plan_identity(plan(prophylaxis)[0])
+    monkeypatch.setitem(config.PRESETS, "cpu", {**config.PRESETS["cpu"], "neon_weight": 7.0})
+    after = plan_identity(plan(neon)[0]), plan_identity(plan(prophylaxis)[0])
+    assert after[0] != before[0] and after[1] == before[1]
+    assert plan_identity(plan(prophylaxis, None, {"guidance_weight": 1.0})[0]) != before[1]

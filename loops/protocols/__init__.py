@@ -113,6 +113,15 @@ def check_keys(values, where: str) -> dict:
     return values
 
 
+def plan_identity(runs: list[tuple[str, RunConfig]]) -> str:
+    """sha256 of the planned runs as their regimes and samplers read them: the protocol's identity says what
+    it asks; this says what ran, so two verdicts of one `name@version` made under presets that have since
+    moved (the cpu preset's Neon w, say) are told apart."""
+    from loops.regimes import as_read
+    planned = [[name, json.loads(as_read(cfg).to_json())] for name, cfg in sorted(runs, key=lambda r: r[0])]
+    return hashlib.sha256(json.dumps(planned, sort_keys=True).encode()).hexdigest()
+
+
 def with_method(protocol: Protocol, method: str) -> Protocol:
     """The protocol with its method point replaced by a plug-in's regime or sampler `method`."""
     from loops.regimes import REGIMES
