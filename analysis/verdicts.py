@@ -147,15 +147,65 @@ def describe_test(result: dict) -> str:
             f"({result['n_seeds']} seeds), claimed {claimed}: {result['verdict']}")
 
 
+BOARD_METRICS = ("fid", "plain_fid", "recall")  # a leaderboard's paired differences: sample FID, model health, recall
+
+
+def board_entry(df: pd.DataFrame, method: str, control: str, generation: int) -> dict:
+    """A method's leaderboard figures against the unmitigated control on shared seeds, at `generation`: the
+    paired difference of FID, of model health (plain_fid: the model's own samples; an unguided run's own FID)
+    and of recall, each with its 95 % interval; and its cost, per seed the method's training images and
+    sampler network evaluations over generations 0..generation as a multiple of the control's."""
+    entry = {"method_experiment": method, "control": control, "generation": int(generation)}
+    for metric in BOARD_METRICS:
+        read = metric
+        if metric == "plain_fid" and _at(df, method, metric, generation).dropna().empty:
+            read = "fid"  # an unguided method: its samples are its own
+        result = evaluate_test(df, {"kind": "compare", "experiment": method, "baseline": control, "metric": read,
+                                    "region": {"below": 0.0}, "generation": generation}, generation + 1)
+        entry[metric] = {k: result[k] for k in ("mean", "ci95_low", "ci95_high", "n_seeds", "per_seed")}
+    for cost in ("cost_train_images", "cost_sample_nfe"):
+        spent = df[df["generation"] <= generation].groupby(["experiment", "seed"])[cost].sum()
+        ratio = (spent.get(method, pd.Series(dtype=float)) / spent.get(control, pd.Series(dtype=float))).dropna()
+        entry[cost] = float(ratio.mean()) if len(ratio) else float("nan")
+    entry["seeds"] = sorted(entry["fid"]["per_seed"], key=int)
+    return entry
+
+
+def _cell(figure: dict) -> str:
+    return f"{figure['mean']:+.3g} [{figure['ci95_low']:.3g}, {figure['ci95_high']:.3g}]"
+
+
+def _board_table(members: list[dict]) -> list[str]:
+    """The figures every method of one protocol was measured with (`board`), best sample FID first."""
+    first = members[0]["board"]
+    lines = [f"Each cell: method − `{first['control']}` (the unmitigated control) at generation {first['generation']}, "
+             "mean [95 % interval] of the paired per-seed differences; cost: training images and sampler network "
+             "evaluations over the run, as a multiple of the control's.", "",
+             "| rank | method | FID | model health (plain FID) | recall | train images | sample NFE | verdict | seeds | machine |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for rank, v in enumerate(sorted(members, key=lambda v: v["board"]["fid"]["mean"]), 1):
+        b = v["board"]
+        method = v["protocol"].split("+")[1] if "+" in v["protocol"] else f"{b['method_experiment']} (the protocol's own)"
+        lines.append(f"| {rank} | {method} | {_cell(b['fid'])} | {_cell(b['plain_fid'])} | {_cell(b['recall'])} | "
+                     f"×{b['cost_train_images']:.2f} | ×{b['cost_sample_nfe']:.2f} | {v['verdict']} | "
+                     f"{', '.join(b['seeds'])} | {v['machine']} |")
+    return lines
+
+
 def leaderboard_markdown(verdicts: list[dict]) -> str:
-    """Methods run under one protocol (`name@version` and `name@version+method`), ranked by the protocol's
-    first test (a paired difference against the same control on the same seeds: lower FID first)."""
+    """Methods run under one protocol (`name@version` and `name@version+method`), ranked by the paired sample
+    FID difference against the same control on the same seeds (the `board` figures), or, for verdicts from
+    before them, by the protocol's first test."""
     groups: dict[str, list[dict]] = {}
     for v in verdicts:
-        groups.setdefault(v["protocol"].split("+")[0], []).append(v)
+        if not v.get("smoke"):
+            groups.setdefault(v["protocol"].split("+")[0], []).append(v)
     lines = []
     for protocol, members in groups.items():
         if len(members) < 2:
+            continue
+        if all(v.get("board") for v in members):
+            lines += [f"### Leaderboard under `{protocol}`", "", *_board_table(members), ""]
             continue
         first = members[0]["tests"][0]
         lines += [f"### Leaderboard under `{protocol}`", "",

@@ -372,10 +372,10 @@ def _protocol_run(args) -> int:
     import json
     from analysis.load import load_runs
     from analysis.report import write_report
-    from analysis.verdicts import decide, describe_test
+    from analysis.verdicts import board_entry, decide, describe_test
     from autophagy import hardware
     from autophagy.rundir import atomic_write_text
-    from loops.protocols import claim_folder_check, load_protocol, plan, plan_identity, with_method
+    from loops.protocols import board_control, claim_folder_check, load_protocol, plan, plan_identity, with_method
     from loops.regimes import validate_run
     from loops.sweep import run_sweep
     _load_plugins(args, None)
@@ -405,13 +405,15 @@ def _protocol_run(args) -> int:
     df = load_runs(finished)
     df = df[df["generation"] < generations].assign(experiment=lambda d: d["run"].map(experiment_of))
     verdict, results = decide(df, protocol.tests, generations)
+    control = board_control(protocol)
+    board = board_entry(df, protocol.method_point, control, generations - 1) if control else None
     report = write_report(finished, out / f"report-{tag}", generation=generations - 1)
     values = {"protocol": protocol.id, "identity": protocol.identity, "claim": protocol.claim,
               "source": protocol.source, "verdict": verdict, "smoke": smoke,
               "settings": {"preset": args.preset or protocol.preset,
                            **{k: v for k, v in overrides.items() if v is not None and k != "plugins"}},
               "plan_identity": plan_identity(runs),
-              "tests": results, "runs": [str(p) for p in finished],
+              "tests": results, "board": board, "runs": [str(p) for p in finished],
               "failed": [s["run"] for s in summary if s["state"] != "finished"],
               "machine": hardware.describe(), "code_version": code_version(),
               "figure": str((report / "curves.png").resolve()) if (report / "curves.png").is_file() else ""}

@@ -99,11 +99,43 @@ def test_a_folder_holding_another_identity_is_refused(tmp_path):
 
 def test_a_method_takes_the_method_point(tmp_path):
     protocol = with_method(load_protocol("sims-prophylaxis"), "neon")
-    assert protocol.id == "sims-prophylaxis@1+neon" and protocol.points["sims"]["regime"] == "neon"
+    assert protocol.id == "sims-prophylaxis@1+neon" and protocol.points["neon"]["regime"] == "neon"
     with pytest.raises(ConfigError, match="neither a regime nor a sampler"):
         with_method(load_protocol("sims-prophylaxis"), "my-sampler")
     with pytest.raises(ConfigError, match="has no method point"):
         with_method(load_protocol("mad-fully-synthetic"), "neon")
+
+
+def test_a_method_runs_under_its_own_name_beside_the_protocols_points():
+    protocol = with_method(load_protocol("neon-loop"), "sims")
+    runs, experiment_of, smoke = plan(protocol)
+    assert not smoke and sorted(experiment_of) == ["sims-s0", "sims-s1", "sims-s2", "synthetic-augmentation-s0",
+                                                   "synthetic-augmentation-s1", "synthetic-augmentation-s2"]
+    assert experiment_of["sims-s1"] == "sims" and dict(runs)["sims-s1"].regime == "sims"
+    assert [t["experiment"] for t in protocol.tests] == ["sims", "sims"] and protocol.method_point == "sims"
+    assert sorted(plan(load_protocol("neon-loop"))[1])[:3] == ["neon-tuned-s0", "neon-tuned-s1", "neon-tuned-s2"]
+    with pytest.raises(ConfigError, match="'synthetic-augmentation' is the protocol's point"):
+        with_method(load_protocol("neon-loop"), "synthetic-augmentation")
+
+
+def test_a_board_entry_pairs_the_method_with_its_control_and_prices_it():
+    from analysis.verdicts import board_entry
+    rows = []
+    for seed in range(3):
+        for generation in range(3):
+            rows.append({"experiment": "m", "seed": seed, "generation": generation, "fid": 30.0 + seed + generation,
+                         "plain_fid": 40.0 + generation, "recall": 0.8, "cost_train_images": 300.0,
+                         "cost_sample_nfe": 30.0})
+            rows.append({"experiment": "c", "seed": seed, "generation": generation, "fid": 50.0 + 2 * seed,
+                         "plain_fid": np.nan, "recall": 0.6 + 0.1 * seed, "cost_train_images": 100.0,
+                         "cost_sample_nfe": 10.0 * (1 + generation)})
+    entry = board_entry(pd.DataFrame(rows), "m", "c", generation=2)
+    assert entry["fid"]["per_seed"] == pytest.approx({"0": -18.0, "1": -19.0, "2": -20.0})
+    # model health: the guided method's own samples against the unguided control's (its fid)
+    assert entry["plain_fid"]["per_seed"] == pytest.approx({"0": -8.0, "1": -10.0, "2": -12.0})
+    assert entry["recall"]["mean"] == pytest.approx(0.1)
+    assert entry["cost_train_images"] == pytest.approx(3.0) and entry["cost_sample_nfe"] == pytest.approx(1.5)
+    assert entry["seeds"] == ["0", "1", "2"] and entry["control"] == "c"
 
 
 def test_protocol_run_smoke_writes_a_verdict_marked_as_smoke(tmp_path, capsys):
@@ -151,6 +183,20 @@ def test_the_ledger_ranks_methods_run_under_one_protocol():
     board = text.split("## Leaderboards")[1]
     assert board.index("my-sampler") < board.index("(the protocol's own)") < board.index("| neon |")
     assert text.count("| c | s |") == 3
+    # with board figures: ranked by the paired sample FID, with health, recall and cost beside it
+    def figure(mean):
+        return {"mean": mean, "ci95_low": mean - 1, "ci95_high": mean + 1, "n_seeds": 3, "per_seed": {}}
+
+    def with_board(v, fid, cost):
+        return {**v, "board": {"method_experiment": "sims", "control": "synthetic-augmentation", "generation": 9,
+                               "fid": figure(fid), "plain_fid": figure(fid / 2), "recall": figure(0.1),
+                               "cost_train_images": cost, "cost_sample_nfe": 2.0, "seeds": ["0", "1", "2"]}}
+    smoke = {**with_board(verdict("sims-prophylaxis@1+fast", -99.0), -99.0, 1.0), "smoke": True}
+    board = ledger_markdown([with_board(verdict("sims-prophylaxis@1", -40.0), -40.0, 1.3),
+                             with_board(verdict("sims-prophylaxis@1+neon", 2.0), 2.0, 1.05), smoke]
+                            ).split("## Leaderboards")[1]
+    assert "| 1 | sims (the protocol's own) | -40 [-41, -39] | -20 [-21, -19] | +0.1 [-0.9, 1.1] | ×1.30 | ×2.00 |" in board
+    assert "| 2 | neon | +2 [1, 3] |" in board and "fast" not in board  # a smoke run is not on the board
 
 
 def test_a_within_row_test_divides_or_subtracts_two_metrics_of_one_row():

@@ -136,7 +136,26 @@ def with_method(protocol: Protocol, method: str) -> Protocol:
         point["sampler"] = method
     else:
         raise ConfigError(f"--method: {method!r} is neither a regime nor a sampler (load it with --plugin)")
-    return Protocol({**protocol.values, "points": {**protocol.points, slot: point}, "method": method})
+    if method in protocol.points and method != slot:
+        raise ConfigError(f"--method: {method!r} is the protocol's point {method!r} already; a method is compared "
+                          f"against the other points")
+    # the method point takes the method's name: its runs (`<method>-s0`) never collide with the protocol's own
+    # method's, a method already run in the folder is reused (a longer run serves a shorter protocol), and
+    # the tests name what they measured
+    points = {(method if name == slot else name): (point if name == slot else p) for name, p in protocol.points.items()}
+    tests = [{k: (method if k in ("experiment", "baseline") and v == slot else
+                  [method if e == slot else e for e in v] if k == "experiments" else v) for k, v in t.items()}
+             for t in protocol.tests]
+    return Protocol({**protocol.values, "points": points, "tests": tests, "method_point": method, "method": method})
+
+
+def board_control(protocol: Protocol) -> str | None:
+    """The unmitigated control a method is ranked against on the leaderboard: the baseline of the protocol's
+    first comparison of its method point (None without a method point)."""
+    for test in protocol.tests:
+        if protocol.method_point and test["kind"] == "compare" and test["experiment"] == protocol.method_point:
+            return test["baseline"]
+    return None
 
 
 def plan(protocol: Protocol, preset: str | None = None, overrides: dict | None = None
