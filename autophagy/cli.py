@@ -39,6 +39,11 @@ def _parse_channels(text: str) -> tuple:
     return values
 
 
+def _literal(text: str) -> str:
+    """Help text as argparse prints it: its own % signs ("1.75 % of train_steps") escaped."""
+    return text.replace("%", "%%")
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     """One flag per RunConfig field; the field's comment is the help, the preset fills what is unset."""
     for f in dataclasses.fields(RunConfig):
@@ -46,19 +51,19 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
             continue
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
-            p.add_argument(flag, action="store_true", default=None, help=f.metadata["help"])
+            p.add_argument(flag, action="store_true", default=None, help=_literal(f.metadata["help"]))
         elif f.name == "block_out_channels":
-            p.add_argument(flag, type=_parse_channels, metavar="C1,C2,…", help=f.metadata["help"])
+            p.add_argument(flag, type=_parse_channels, metavar="C1,C2,…", help=_literal(f.metadata["help"]))
         elif f.name == "plugins":
-            p.add_argument("--plugin", dest="plugins", action="append", metavar="MODULE_OR_FILE", help=f.metadata["help"])
+            p.add_argument("--plugin", dest="plugins", action="append", metavar="MODULE_OR_FILE", help=_literal(f.metadata["help"]))
         elif f.name == "sampler":
             from loops.samplers import SAMPLERS
-            p.add_argument(flag, type=str, help=f.metadata["help"] + ": " + "; ".join(
-                f"{k}: {v.description}" for k, v in SAMPLERS.items()))
+            p.add_argument(flag, type=str, help=_literal(f.metadata["help"] + ": " + "; ".join(
+                f"{k}: {v.description}" for k, v in SAMPLERS.items())))
         else:
             kind = {"int": int, "float": float, "str": str}[str(f.type)]
-            p.add_argument(flag, type=kind, help=f.metadata["help"] + f" (default: preset; cpu: "
-                                                 f"{PRESETS['cpu'].get(f.name, f.default)!r})")
+            p.add_argument(flag, type=kind, help=_literal(f.metadata["help"] + f" (default: preset; cpu: "
+                                                          f"{PRESETS['cpu'].get(f.name, f.default)!r})"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,8 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="run (or resume) one regime for G generations")
-    run.add_argument("--regime", required=True, help="; ".join(f"{k}: {v.description}" for k, v in REGIMES.items())
-                     + "; or a plug-in's regime")
+    run.add_argument("--regime", required=True, help=_literal("; ".join(f"{k}: {v.description}" for k, v in REGIMES.items())
+                                                                  + "; or a plug-in's regime"))
     run.add_argument("--generations", type=int, required=True, help="number of generations G")
     run.add_argument("--preset", default="cpu", choices=list(PRESETS), help="size preset (default: cpu)")
     run.add_argument("--seed", type=int, default=0, help="run seed (default: 0)")

@@ -21,6 +21,15 @@ def micro():
     return make
 
 
+def refused(capsys, *args) -> tuple[int, str]:
+    """The CLI in this process, for input it must refuse before any work (a real process costs seconds of
+    imports; test_cli checks once that a real process prints no traceback): (exit code, stderr)."""
+    from autophagy.cli import main
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    return exit_info.value.code, capsys.readouterr().err
+
+
 def run_cli(*args, env=None, timeout=300):
     """The real console entry point in a separate process: (returncode, stdout, stderr)."""
     import subprocess

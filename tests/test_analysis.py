@@ -135,11 +135,11 @@ def test_different_k_is_refused_and_a_missing_seed_is_named(tmp_path):
     assert (table.n_seeds == 2).all()
 
 
-def test_report_cli_refuses_mixed_instruments_with_exit_2(tmp_path):
-    from tests.conftest import run_cli
+def test_report_cli_refuses_mixed_instruments_with_exit_2(tmp_path, capsys):
+    from tests.conftest import refused
     a = _run(tmp_path / "a", 0, [5.0, 6.0])
     b = _run(tmp_path / "b", 0, [5.0, 6.0], k=5)
-    code, _, err = run_cli("report", a, b, "--out", tmp_path / "rep")
+    code, err = refused(capsys, "report", a, b, "--out", tmp_path / "rep")
     assert code == 2 and "k (k)" in err and err.count("\n") == 1
 
 
@@ -164,26 +164,26 @@ def test_model_health_is_paired_with_the_unguided_controls_own_samples(tmp_path)
     assert row.mean_difference == ((15 - 20) + (20 - 22)) / 2
 
 
-def test_report_at_a_generation_compares_a_longer_run_with_a_shorter_one(tmp_path):
+def test_report_at_a_generation_compares_a_longer_run_with_a_shorter_one(tmp_path, capsys):
     """ω=1 ran 2 generations, ω=2 was extended to 4: by default each is reported at its own last
     generation and the report says they differ; `--generation 1` reports both at generation 1."""
     from analysis.report import write_report
-    from tests.conftest import run_cli
+    from autophagy.cli import main
+    from tests.conftest import refused
     short = [_run(tmp_path / f"w1-s{s}", s, [5.0, 8.0 + s], guidance_weight=1.0) for s in (0, 1)]
     long = [_run(tmp_path / f"w2-s{s}", s, [5.0, 6.0 + s, 30.0, 40.0]) for s in (0, 1)]
     table = pd.read_csv(write_report(short + long, tmp_path / "all") / "comparison.csv")
     fid = table[table.metric == "fid"].set_index("experiment")
     assert fid.loc["ω=2.0", "last_generation"] == 3 and fid.loc["ω=2.0", "last_mean"] == 40.0
     assert "--generation" in (tmp_path / "all" / "comparison.md").read_text()
-    code, _, err = run_cli("report", *short, *long, "--generation", "1", "--out", tmp_path / "at1")
-    assert code == 0, err
+    assert main(["report", *map(str, short + long), "--generation", "1", "--out", str(tmp_path / "at1")]) == 0
     fid = pd.read_csv(tmp_path / "at1" / "comparison.csv").query("metric == 'fid'").set_index("experiment")
     assert (fid["last_generation"] == 1).all() and (fid["n_seeds"] == 2).all()
     assert fid.loc["ω=2.0", "last_mean"] == 6.5 and fid.loc["ω=1.0", "last_mean"] == 8.5
     assert "--generation" not in (tmp_path / "at1" / "comparison.md").read_text()
     versus = pd.read_csv(tmp_path / "at1" / "versus.csv").query("metric == 'fid' and quantity == 'last'")
     assert versus["mean_difference"].abs().iloc[0] == 2.0
-    code, _, err = run_cli("report", *short, "--generation", "-1", "--out", tmp_path / "bad")
+    code, err = refused(capsys, "report", *short, "--generation", "-1", "--out", tmp_path / "bad")
     assert code == 2 and "--generation" in err and err.count("\n") == 1
 
 

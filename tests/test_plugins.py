@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, refused, run_cli
 
 PLUGIN = textwrap.dedent('''
     import numpy as np
@@ -31,7 +31,7 @@ def plugin_file(tmp_path):
     return path
 
 
-def test_plugin_regime_and_sampler_run_and_are_required_on_rerun(plugin_file, tmp_path):
+def test_plugin_regime_and_sampler_run_and_are_required_on_rerun(plugin_file, tmp_path, capsys):
     out = tmp_path / "run"
     args = ["run", "--regime", "quarter-real", "--generations", "2", "--preset", "micro", "--out", out]
     code, _, err = run_cli(*args, "--plugin", plugin_file)
@@ -43,39 +43,32 @@ def test_plugin_regime_and_sampler_run_and_are_required_on_rerun(plugin_file, tm
     assert rows[1]["cost_sample_nfe"] == 100 * 4 + 7
     assert json.loads((out / "config.json").read_text())["plugins"] == [str(plugin_file)]
     before = (out / "metrics.jsonl").read_bytes()
-    code, _, err = run_cli(*args)  # without the plug-in
+    code, err = refused(capsys, *args)  # without the plug-in (this process never loaded it)
     assert code == 2 and err.count("\n") == 1 and "--plugin" in err and str(plugin_file) in err
     assert (out / "metrics.jsonl").read_bytes() == before
 
 
-def test_a_name_clash_is_refused(tmp_path):
+def test_a_name_clash_is_refused(tmp_path, capsys):
     clash = tmp_path / "clash.py"
     clash.write_text("from loops.regimes import register_regime, TrainingSet\n"
                      "register_regime('sims', lambda t, d: TrainingSet(d.draw(0), (t - 1,)))\n")
-    code, _, err = run_cli("run", "--regime", "sims", "--generations", "1", "--preset", "micro",
-                           "--out", tmp_path / "r", "--plugin", clash)
+    code, err = refused(capsys, "run", "--regime", "sims", "--generations", "1", "--preset", "micro",
+                        "--out", tmp_path / "r", "--plugin", clash)
     assert code == 2 and "'sims' is already registered" in err and err.count("\n") == 1
     assert not (tmp_path / "r").exists()
 
 
-def test_the_example_plugin_runs(tmp_path):
-    code, _, err = run_cli("run", "--regime", "half-real", "--sampler", "low-temperature", "--generations", "2",
-                           "--preset", "micro", "--out", tmp_path / "ex", "--plugin", ROOT / "examples" / "plugin_half_real.py")
-    assert code == 0, err
-    rows = [json.loads(line) for line in (tmp_path / "ex" / "metrics.jsonl").read_text().splitlines()]
-    assert rows[1]["n_train_real"] == 100 and rows[1]["sampler"] == "low-temperature"
-
-
-def test_a_plugin_regime_sweeps_on_ray_workers_and_rescores(tmp_path):
-    """The plug-in is imported in every Ray worker (a fresh process), and rescore takes it with --plugin."""
+def test_a_plugin_regime_sweeps_on_ray_workers_and_rescores(tmp_path, capsys):
+    """The example plug-in (a regime and a sampler) is imported in every Ray worker (a fresh process), and
+    rescore takes it with --plugin."""
     out = tmp_path / "sweep"
     code, _, err = run_cli("sweep", "--preset", "micro", "--plugin", "examples/plugin_half_real.py",
-                           "--grid", "regime=half-real,fully-synthetic", "--seeds", "0", "--generations", "2",
-                           "--workers", "2", "--out", out, timeout=600)
+                           "--grid", "regime=half-real,fully-synthetic", "--sampler", "low-temperature",
+                           "--seeds", "0", "--generations", "2", "--workers", "2", "--out", out, timeout=600)
     assert code == 0, err[-2000:]
     rows = [json.loads(line) for line in (out / "half-real-s0" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["n_train_real"] for r in rows] == [200, 100]
-    code, _, err = run_cli("rescore", out / "half-real-s0")
+    assert [r["n_train_real"] for r in rows] == [200, 100] and rows[1]["sampler"] == "low-temperature"
+    code, err = refused(capsys, "rescore", out / "half-real-s0")   # this process never loaded the plug-in
     assert code == 2 and "--plugin" in err and err.count("\n") == 1
     code, _, err = run_cli("rescore", out / "half-real-s0", "--plugin", "examples/plugin_half_real.py")
     assert code == 0, err[-2000:]

@@ -158,9 +158,8 @@ def test_protocol_run_smoke_writes_a_verdict_marked_as_smoke(tmp_path, capsys):
     assert (tmp_path / "docs" / "claims" / "mad-fully-synthetic@1-smoke.png").is_file()
     # run again: the same folder, the same identity, nothing retrained
     rows = (tmp_path / "p" / "fully-synthetic-s0" / "metrics.jsonl").read_bytes()
-    code, _, err = run_cli("protocol", "run", "mad-fully-synthetic", "--preset", "micro", "--generations", "2",
-                           "--seeds", "0,1", "--out", tmp_path / "p")
-    assert code == 0, err
+    assert main(["protocol", "run", "mad-fully-synthetic", "--preset", "micro", "--generations", "2",
+                 "--seeds", "0,1", "--out", str(tmp_path / "p")]) == 0
     assert (tmp_path / "p" / "fully-synthetic-s0" / "metrics.jsonl").read_bytes() == rows
     # an unknown protocol: one line, exit 2
     with pytest.raises(SystemExit) as exit_info:
