@@ -26,6 +26,10 @@ class RunFolderError(ConfigError):
     """A run folder that is damaged or not autophagy's: one line naming the file (exit code 2)."""
 
 
+class RunInUse(ConfigError):
+    """The run folder is locked by another live autophagy process (a sweep waits for it, a run stops)."""
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "wb") as f:
@@ -101,11 +105,21 @@ class RunDir:
         try:
             self._lock.acquire(timeout=0)
         except Timeout:
-            raise ConfigError(f"--out: run folder {str(self.root)!r} is in use by another autophagy process") from None
+            raise RunInUse(f"--out: run folder {str(self.root)!r} is in use by another autophagy process") from None
         try:
             yield self
         finally:
             self._lock.release()
+
+    def wait_until_free(self, poll: float = 5.0) -> None:
+        """Block until no other process holds this folder's lock (it finished, or died: the lock goes with it)."""
+        while True:
+            try:
+                self._lock.acquire(timeout=poll)
+            except Timeout:
+                continue
+            self._lock.release()
+            return
 
     def saved_config(self) -> RunConfig | None:
         """The run's config.json, checked (None where there is none yet)."""

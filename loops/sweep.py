@@ -8,7 +8,8 @@ is one Ray task: with no address Ray starts embedded on this machine with `worke
 task sets torch's threads to cores // workers; with `address` the tasks go to an existing cluster
 (every node must see `out`, e.g. a shared filesystem). One failing run does not stop the others.
 Rerunning the same command resumes every run where it stopped. `workers=1` and no address runs the
-grid in this process, without Ray.
+grid in this process, without Ray. A run that another autophagy process holds (a second protocol that
+shares this folder's control runs) is waited for, then resumed here, not failed.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from autophagy import faults
 from autophagy.config import ConfigError, RunConfig
-from autophagy.rundir import RunDir, atomic_write_text
+from autophagy.rundir import RunDir, RunInUse, atomic_write_text
 from loops.generation_zero import base_key, generation_zero_key, model_key, reuse_generation_zero, share_models
 
 
@@ -73,6 +74,9 @@ def folder_name(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=,+-]", "_", label).lstrip(".") or "run"
 
 
+IN_USE = "in use"  # a run's state while another autophagy process holds its folder
+
+
 def _run_one(cfg_values: dict, out: str, threads: int, cwd: str) -> dict:
     """One run to its end (a Ray task, or a plain call); returns its state instead of raising. The run's
     plug-ins are imported here too (a Ray worker is a fresh process), relative to the driver's folder."""
@@ -81,6 +85,8 @@ def _run_one(cfg_values: dict, out: str, threads: int, cwd: str) -> dict:
         cfg = resolve_config(RunConfig.from_dict(cfg_values), plugin_dir=Path(cwd))
         run_loop(cfg, out, log=lambda *_: None, threads_requested=threads)
         return {"run": out, "state": "finished", "error": ""}
+    except RunInUse as exc:  # another driver (a protocol sharing this folder's control runs) is running it
+        return {"run": out, "state": IN_USE, "error": str(exc)}
     except BaseException as exc:  # one failing run must not stop the others
         return {"run": out, "state": "failed", "error": f"{type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc(limit=3)}
@@ -187,6 +193,13 @@ def run_sweep(runs: list[tuple[str, RunConfig]], out: Path | str, workers: int =
             if states.get(str(out / owners[generation_zero_key(cfg)][0]), {}).get("state") != "failed"]
     log(f"sweep: {len(jobs)} run(s) on {workers} worker(s)")
     finished = {s["run"]: s for s in executor.run(jobs)}
+    while busy := [(cfg, path) for cfg, path in jobs if finished[str(path)]["state"] == IN_USE]:
+        # runs that another autophagy process holds (two protocols that share a control): wait for it to
+        # let go, then resume them here, which finds its finished generations and goes on from there
+        for _, path in busy:
+            log(f"  {path.name}: in use by another autophagy process; waiting for it")
+            RunDir(path).wait_until_free()
+        finished.update({s["run"]: s for s in executor.run(busy)})
     summary = []
     for name, cfg in runs:
         path = str(out / name)

@@ -127,3 +127,30 @@ def test_theta_0_is_trained_once_for_points_that_differ_after_training(tmp_path,
     assert all(s["state"] == "finished" for s in summary) and len(calls) == 1
     fids = {name: _rows(tmp_path / "sweep" / name)[0]["fid"] for name, _ in runs}
     assert len(set(fids.values())) == 4          # each point still samples and scores as it says
+
+
+def test_a_run_another_process_holds_is_waited_for_not_failed(tmp_path):
+    """Two protocols in one folder share a control run: the second driver waits for the first to let go of
+    it, then resumes it (finding its generations finished), instead of marking it failed."""
+    import threading
+    import time
+
+    from filelock import FileLock
+    runs = [("control-s0", make_config("micro", regime="fully-synthetic", generations=1))]
+    assert run_sweep(runs, tmp_path, workers=1, log=lambda *_: None)[0]["state"] == "finished"
+    rows = (tmp_path / "control-s0" / "metrics.jsonl").read_bytes()
+    held = threading.Event()
+
+    def another_process():   # holds the folder's lock for 2 s (its own file descriptor, as a process would)
+        with FileLock(str(tmp_path / "control-s0" / ".lock")):
+            held.set()
+            time.sleep(2.0)
+    holder = threading.Thread(target=another_process)
+    holder.start()
+    held.wait(10)
+    lines = []
+    summary = run_sweep(runs, tmp_path, workers=1, log=lines.append)
+    holder.join()
+    assert summary[0]["state"] == "finished", summary
+    assert any("in use by another autophagy process; waiting" in line for line in lines)
+    assert (tmp_path / "control-s0" / "metrics.jsonl").read_bytes() == rows
