@@ -445,13 +445,12 @@ def _protocol_ledger(args) -> int:
         if not isinstance(v, dict) or not {"protocol", "claim", "verdict", "tests"} <= set(v):
             raise ConfigError(f"ledger: {str(path)!r} is not a verdict.json (it lacks protocol, claim, verdict or tests)")
         tag = v["protocol"] + ("-smoke" if v.get("smoke") else "")
-        source = path.parent / f"report-{tag}" / "curves.png"
+        source, kept = path.parent / f"report-{tag}" / "curves.png", figures / f"{tag}.png"
         if source.is_file():  # a small figure beside the ledger, linked relative to it
             figures.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, figures / f"{tag}.png")
-            v["figure"] = f"claims/{tag}.png"
-        else:
-            v["figure"] = ""
+            shutil.copyfile(source, kept)
+        # a verdict kept without its report (docs/verdicts) keeps the figure copied beside the ledger before
+        v["figure"] = f"claims/{tag}.png" if kept.is_file() else ""
         verdicts.append(v)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(ledger_markdown(verdicts))

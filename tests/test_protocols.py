@@ -256,3 +256,20 @@ def test_the_plan_identity_tells_what_ran_when_a_preset_moves(monkeypatch):
     after = plan_identity(plan(neon)[0]), plan_identity(plan(prophylaxis)[0])
     assert after[0] != before[0] and after[1] == before[1]
     assert plan_identity(plan(prophylaxis, None, {"guidance_weight": 1.0})[0]) != before[1]
+
+
+def test_the_ledger_keeps_a_figure_when_its_verdict_is_kept_without_the_report(tmp_path):
+    """docs/verdicts holds verdicts without their run folders: regenerating the ledger keeps their figures."""
+    runs, kept = tmp_path / "runs", tmp_path / "docs" / "verdicts"
+    (runs / "report-x@1").mkdir(parents=True)
+    (runs / "report-x@1" / "curves.png").write_bytes(b"png")
+    kept.mkdir(parents=True)
+    verdict = {"protocol": "x@1", "identity": "ab" * 32, "claim": "c", "source": "s", "verdict": REPRODUCED,
+               "tests": [], "machine": "m", "code_version": "v", "smoke": False}
+    for folder in (runs, kept):
+        (folder / "verdict-x@1.json").write_text(json.dumps(verdict))
+    ledger = tmp_path / "docs" / "claims.md"
+    assert main(["protocol", "ledger", str(runs / "verdict-x@1.json"), "--out", str(ledger)]) == 0
+    assert main(["protocol", "ledger", str(kept / "verdict-x@1.json"), "--out", str(ledger)]) == 0
+    assert "![x@1](claims/x@1.png)" in ledger.read_text()
+    assert (tmp_path / "docs" / "claims" / "x@1.png").read_bytes() == b"png"
