@@ -454,7 +454,8 @@ def _protocol_ledger(args) -> int:
         verdicts.append(v)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(ledger_markdown(verdicts))
-    print(f"ledger: {args.out} ({len(verdicts)} claims)")
+    methods = sum("+" in v["protocol"] for v in verdicts)
+    print(f"ledger: {args.out} ({len(verdicts) - methods} claims, {methods} more methods on leaderboards)")
     return 0
 
 

@@ -136,6 +136,9 @@ def test_a_board_entry_pairs_the_method_with_its_control_and_prices_it():
     assert entry["recall"]["mean"] == pytest.approx(0.1)
     assert entry["cost_train_images"] == pytest.approx(3.0) and entry["cost_sample_nfe"] == pytest.approx(1.5)
     assert entry["seeds"] == ["0", "1", "2"] and entry["control"] == "c"
+    # an unguided method (no plain draw of its own): its health is its own FID, against the control's
+    unguided = board_entry(pd.DataFrame(rows).assign(plain_fid=np.nan), "m", "c", generation=2)
+    assert unguided["plain_fid"]["per_seed"] == pytest.approx(entry["fid"]["per_seed"])
 
 
 def test_protocol_run_smoke_writes_a_verdict_marked_as_smoke(tmp_path, capsys):
@@ -181,7 +184,7 @@ def test_the_ledger_ranks_methods_run_under_one_protocol():
                             verdict("sims-prophylaxis@1+my-sampler", -45.0)])
     board = text.split("## Leaderboards")[1]
     assert board.index("my-sampler") < board.index("(the protocol's own)") < board.index("| neon |")
-    assert text.count("| c | s |") == 3
+    assert text.count("| c | s |") == 1   # the claim once: the other methods are on its leaderboard
     # with board figures: ranked by the paired sample FID, with health, recall and cost beside it
     def figure(mean):
         return {"mean": mean, "ci95_low": mean - 1, "ci95_high": mean + 1, "n_seeds": 3, "per_seed": {}}
