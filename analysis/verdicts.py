@@ -67,6 +67,16 @@ def _at(df: pd.DataFrame, experiment: str, metric: str, generation: int) -> pd.S
     return rows.set_index("seed")[metric] if metric in rows else pd.Series(dtype=float)
 
 
+def _own(df: pd.DataFrame, experiment: str, metric: str, generation: int) -> tuple[str, pd.Series]:
+    """(the metric read, its values): a plain_* metric of an unguided run, which has no plain draw beside its
+    samples, reads the run's own metric (its samples are its plain draws)."""
+    values = _at(df, experiment, metric, generation)
+    if metric.startswith("plain_") and values.dropna().empty:
+        metric = metric.removeprefix("plain_")
+        values = _at(df, experiment, metric, generation)
+    return metric, values
+
+
 def _decay(df: pd.DataFrame, experiment: str, metric: str, first: int, last: int) -> pd.Series:
     """Per seed, r minimising Σ (Δ_{t+1} − r·Δ_t)² over the increments Δ_first … Δ_last."""
     rows = df[(df["experiment"] == experiment) & df["generation"].between(first - 1, last)]
@@ -96,14 +106,8 @@ def evaluate_test(df: pd.DataFrame, test: dict, generations: int) -> dict:
         other = _at(df, experiment, test["other"], generation)
         per_seed = value / other.replace(0, np.nan) if test.get("op", "ratio") == "ratio" else value - other
     else:
-        base_metric = metric
-        if metric.startswith("plain_") and value.dropna().empty:
-            metric = metric.removeprefix("plain_")  # an unguided method: its samples are its own plain draws
-            value = _at(df, experiment, metric, generation)
-            base_metric = metric
-        if metric.startswith("plain_") and _at(df, test["baseline"], metric, generation).dropna().empty:
-            base_metric = metric.removeprefix("plain_")  # an unguided control's own samples are its plain draws
-        base = _at(df, test["baseline"], base_metric, generation)
+        metric, value = _own(df, experiment, metric, generation)
+        base_metric, base = _own(df, test["baseline"], test["metric"], generation)
         if test.get("quantity", "value") == "ratio":
             value = value / _at(df, experiment, metric, 0).replace(0, np.nan)
             base = base / _at(df, test["baseline"], base_metric, 0).replace(0, np.nan)

@@ -142,9 +142,11 @@ def with_method(protocol: Protocol, method: str) -> Protocol:
     # the method point takes the method's name: its runs (`<method>-s0`) never collide with the protocol's own
     # method's, a method already run in the folder is reused (a longer run serves a shorter protocol), and
     # the tests name what they measured
-    points = {(method if name == slot else name): (point if name == slot else p) for name, p in protocol.points.items()}
-    tests = [{k: (method if k in ("experiment", "baseline") and v == slot else
-                  [method if e == slot else e for e in v] if k == "experiments" else v) for k, v in t.items()}
+    def renamed(name):
+        return method if name == slot else name
+    points = {renamed(name): (point if name == slot else p) for name, p in protocol.points.items()}
+    tests = [{**t, **{k: renamed(t[k]) for k in ("experiment", "baseline") if k in t},
+              **({"experiments": [renamed(e) for e in t["experiments"]]} if "experiments" in t else {})}
              for t in protocol.tests]
     return Protocol({**protocol.values, "points": points, "tests": tests, "method_point": method, "method": method})
 
