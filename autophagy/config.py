@@ -302,5 +302,6 @@ def config_differences(saved: RunConfig, wanted: RunConfig) -> list[str]:
 
 
 def cache_dir() -> Path:
-    """Caches shared across runs (the lenet extractor): $AUTOPHAGY_CACHE or ~/.cache/autophagy."""
-    return Path(os.environ.get("AUTOPHAGY_CACHE", Path.home() / ".cache" / "autophagy"))
+    """Caches shared across runs (the lenet extractor): $AUTOPHAGY_CACHE or ~/.cache/autophagy (also when
+    the variable is set but empty, which would otherwise mean the working directory)."""
+    return Path(os.environ.get("AUTOPHAGY_CACHE") or Path.home() / ".cache" / "autophagy")

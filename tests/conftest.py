@@ -6,7 +6,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # one cache (lenet extractor, built-in data arrays) for the whole session, never the user's
-os.environ.setdefault("AUTOPHAGY_CACHE", str(ROOT / ".cache" / "test-cache"))
+os.environ["AUTOPHAGY_CACHE"] = os.environ.get("AUTOPHAGY_CACHE") or str(ROOT / ".cache" / "test-cache")
 
 
 @pytest.fixture
@@ -31,9 +31,44 @@ def refused(capsys, *args) -> tuple[int, str]:
 
 
 def run_cli(*args, env=None, timeout=300):
-    """The real console entry point in a separate process: (returncode, stdout, stderr)."""
+    """The CLI in a separate, fresh process: (returncode, stdout, stderr); a negative code is the signal
+    that killed it. The process is forked from tests/zygote.py, which has imported the package once."""
+    import json
+    import signal
     import subprocess
-    full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "autophagy", *map(str, args)], capture_output=True, text=True,
-                          env=full_env, timeout=timeout, cwd=ROOT)
-    return proc.returncode, proc.stdout, proc.stderr
+    import tempfile
+    global _zygote
+    if _zygote is None or _zygote.poll() is not None:
+        _zygote = subprocess.Popen([sys.executable, str(ROOT / "tests" / "zygote.py")], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, bufsize=0, cwd=ROOT)
+    with tempfile.TemporaryDirectory() as folder:
+        out, err = Path(folder) / "stdout", Path(folder) / "stderr"
+        request = {"args": list(map(str, args)), "env": {**os.environ, **(env or {})}, "cwd": str(ROOT),
+                   "stdout": str(out), "stderr": str(err)}
+        _zygote.stdin.write(json.dumps(request).encode() + b"\n")
+        pid = json.loads(_reply(_zygote, timeout))["pid"]
+        try:
+            code = json.loads(_reply(_zygote, timeout))["returncode"]
+        except TimeoutError:
+            os.kill(pid, signal.SIGKILL)
+            _reply(_zygote, 60)
+            raise subprocess.TimeoutExpired(args, timeout) from None
+        return code, out.read_text(), err.read_text()
+
+
+def _reply(zygote, timeout) -> bytes:
+    """One line from the zygote (unbuffered, so a line already sent is never hidden from select)."""
+    import select
+    import time
+    line, deadline = b"", time.monotonic() + timeout
+    while not line.endswith(b"\n"):
+        if not select.select([zygote.stdout], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            raise TimeoutError
+        byte = zygote.stdout.read(1)
+        if not byte:
+            raise RuntimeError("tests/zygote.py ended; its stderr is in the test output")
+        line += byte
+    return line
+
+
+_zygote = None

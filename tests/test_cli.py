@@ -2,6 +2,8 @@
 Also the config guard, extending --generations, the lock and the NaN stop."""
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,7 @@ import pytest
 import autophagy.training as training
 from autophagy.cli import main
 from autophagy.rundir import RunDir
-from tests.conftest import run_cli
+from tests.conftest import ROOT
 
 MICRO = ["run", "--regime", "fully-synthetic", "--generations", "2", "--preset", "micro"]
 
@@ -97,7 +99,10 @@ def test_out_that_is_a_file(tmp_path, capsys):
 
 
 def test_bad_input_in_a_real_process_has_no_traceback():
-    code, out, err = run_cli("run", "--regime", "sims", "--generations", "2", "--sampling-bias", "2")
+    """The console entry point itself (`python -m autophagy`), started the plain way."""
+    proc = subprocess.run([sys.executable, "-m", "autophagy", "run", "--regime", "sims", "--generations", "2",
+                           "--sampling-bias", "2"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    code, err = proc.returncode, proc.stderr
     assert code == 2 and err.strip().splitlines() == [err.strip()] and "Traceback" not in err and "2.0" in err
 
 
