@@ -27,6 +27,8 @@ every test is, not reproduced when any test is, else inconclusive.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -241,6 +243,9 @@ def ledger_markdown(verdicts: list[dict]) -> str:
         verdict = f"**{v['verdict']}**" + (f" (smoke run: {settings})" if v.get("smoke") else "")
         figure = f"<br>![{v['protocol']}]({v['figure']})" if v.get("figure") else ""
         plan = f"plan {v['plan_identity'][:12]}, " if v.get("plan_identity") else ""
+        if longer := v.get("longer_runs"):
+            numbers += (f"<br>(generations 0-{v['generations'] - 1} of {len(longer)} longer run(s): "
+                        f"{', '.join(sorted({Path(f).name for f in longer}))})")
         lines.append(f"| {v['claim']} | {v['source']} | `{v['protocol']}` ({v['identity'][:12]}, {plan}code "
                      f"{v['code_version']}) | {verdict} | {numbers}{figure} | {v['machine']} |")
     board = leaderboard_markdown(verdicts)

@@ -408,6 +408,8 @@ def _protocol_run(args) -> int:
         raise ConfigError(f"protocol: no run of {protocol.id} finished a generation; see the messages above")
     generations = runs[0][1].generations
     df = load_runs(finished)
+    held = df.groupby("run_dir")["generation"].max() + 1
+    longer = {folder: int(n) for folder, n in held.items() if n > generations}   # they serve with their first G
     df = df[df["generation"] < generations].assign(experiment=lambda d: d["run"].map(experiment_of))
     verdict, results = decide(df, protocol.tests, generations)
     control = board_control(protocol)
@@ -418,7 +420,8 @@ def _protocol_run(args) -> int:
               "settings": {"preset": args.preset or protocol.preset,
                            **{k: v for k, v in overrides.items() if v is not None and k != "plugins"}},
               "plan_identity": plan_identity(runs),
-              "tests": results, "board": board, "runs": [str(p) for p in finished],
+              "tests": results, "board": board, "runs": [str(p) for p in finished], "generations": generations,
+              "longer_runs": longer,
               "failed": [s["run"] for s in summary if s["state"] != "finished"],
               "machine": hardware.describe(), "code_version": code_version(),
               "figure": str((report / "curves.png").resolve()) if (report / "curves.png").is_file() else ""}

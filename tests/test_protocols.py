@@ -164,6 +164,18 @@ def test_protocol_run_smoke_writes_a_verdict_marked_as_smoke(tmp_path, capsys):
     assert main(["protocol", "run", "mad-fully-synthetic", "--preset", "micro", "--generations", "2",
                  "--seeds", "0,1", "--out", str(tmp_path / "p")]) == 0
     assert (tmp_path / "p" / "fully-synthetic-s0" / "metrics.jsonl").read_bytes() == rows
+    assert verdict["generations"] == 2 and verdict["longer_runs"] == {}
+    # a shorter run of it is served by the first generation of these runs, and its verdict says which served
+    assert main(["protocol", "run", "mad-fully-synthetic", "--preset", "micro", "--generations", "1",
+                 "--seeds", "0,1", "--out", str(tmp_path / "p")]) == 0
+    shorter = json.loads((tmp_path / "p" / "verdict-mad-fully-synthetic@1-smoke.json").read_text())
+    assert shorter["generations"] == 1 and shorter["longer_runs"] == {
+        str(tmp_path / "p" / f"fully-synthetic-s{seed}"): 2 for seed in (0, 1)}
+    assert main(["protocol", "ledger", str(tmp_path / "p" / "verdict-mad-fully-synthetic@1-smoke.json"),
+                 "--out", str(tmp_path / "docs" / "claims.md")]) == 0
+    assert ("generations 0-0 of 2 longer run(s): fully-synthetic-s0, fully-synthetic-s1"
+            in (tmp_path / "docs" / "claims.md").read_text())
+    assert (tmp_path / "p" / "fully-synthetic-s0" / "metrics.jsonl").read_bytes() == rows
     # an unknown protocol: one line, exit 2
     with pytest.raises(SystemExit) as exit_info:
         main(["protocol", "run", "nope", "--out", str(tmp_path / "p")])
