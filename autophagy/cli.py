@@ -341,21 +341,6 @@ def cmd_report(args) -> int:
     return 0
 
 
-def code_version() -> str:
-    """autophagy's version and, in a git checkout, its commit (+dirty with uncommitted changes)."""
-    import subprocess
-    from autophagy import __version__
-    root = Path(__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=10", "HEAD"], capture_output=True,
-                                text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return __version__
-    return f"{__version__}+{commit}{'.dirty' if dirty else ''}" if commit else __version__
-
-
 def cmd_protocol(args) -> int:
     import json
     from loops.protocols import load_protocol, shipped
@@ -374,15 +359,10 @@ def cmd_protocol(args) -> int:
 
 
 def _protocol_run(args) -> int:
-    import json
-    from analysis.load import load_runs
-    from analysis.report import write_report
-    from analysis.verdicts import board_entry, decide, describe_test
-    from autophagy import hardware
-    from autophagy.rundir import atomic_write_text
-    from loops.protocols import board_control, claim_folder_check, load_protocol, plan, plan_identity, with_method
+    from analysis.verdicts import describe_test
+    from loops.protocols import load_protocol, plan, with_method
+    from loops.protocols.run import run_protocol
     from loops.regimes import validate_run
-    from loops.sweep import run_sweep
     _load_plugins(args, None)
     protocol = load_protocol(args.name)
     if args.method:
@@ -392,71 +372,22 @@ def _protocol_run(args) -> int:
     runs, experiment_of, smoke = plan(protocol, args.preset, overrides)
     for _, cfg in runs:
         validate_run(cfg)
-    workers = _workers(args.workers, len(runs))
     out = args.out or Path("runs") / f"protocols-{args.preset or protocol.preset}{'-smoke' if smoke else ''}"
     _check_out(out)
-    record = claim_folder_check(out, protocol, smoke)
-    tag = record.stem.removeprefix("protocol-")   # <name>@<version>[+method][-smoke]: a smoke run never
-                                                  # overwrites the protocol's own verdict, nor the reverse
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(record, json.dumps({"protocol": protocol.id, "identity": protocol.identity, "smoke": smoke,
-                                          "values": protocol.values}, indent=2, ensure_ascii=False) + "\n")
-    summary = run_sweep(runs, out, workers, args.address, seeds=sorted({c.seed for _, c in runs}),
-                        record=f"sweep-{tag}.json")
-    finished = [out / name for name, _ in runs if (out / name / "metrics.jsonl").is_file()]
-    if not finished:
-        raise ConfigError(f"protocol: no run of {protocol.id} finished a generation; see the messages above")
-    generations = runs[0][1].generations
-    df = load_runs(finished)
-    held = df.groupby("run_dir")["generation"].max() + 1
-    longer = {folder: int(n) for folder, n in held.items() if n > generations}   # they serve with their first G
-    df = df[df["generation"] < generations].assign(experiment=lambda d: d["run"].map(experiment_of))
-    verdict, results = decide(df, protocol.tests, generations)
-    control = board_control(protocol)
-    board = board_entry(df, protocol.method_point, control, generations - 1) if control else None
-    report = write_report(finished, out / f"report-{tag}", generation=generations - 1)
-    values = {"protocol": protocol.id, "identity": protocol.identity, "claim": protocol.claim,
-              "source": protocol.source, "verdict": verdict, "smoke": smoke,
-              "settings": {"preset": args.preset or protocol.preset,
-                           **{k: v for k, v in overrides.items() if v is not None and k != "plugins"}},
-              "plan_identity": plan_identity(runs),
-              "tests": results, "board": board, "runs": [str(p) for p in finished], "generations": generations,
-              "longer_runs": longer,
-              "failed": [s["run"] for s in summary if s["state"] != "finished"],
-              "machine": hardware.describe(), "code_version": code_version(),
-              "figure": str((report / "curves.png").resolve()) if (report / "curves.png").is_file() else ""}
-    path = out / f"verdict-{tag}.json"
-    atomic_write_text(path, json.dumps(values, indent=2, ensure_ascii=False, default=float) + "\n")
-    print(f"{protocol.id}{' (smoke run: not the protocol)' if smoke else ''}: {verdict}")
-    for result in results:
+    settings = {"preset": args.preset or protocol.preset,
+                **{k: v for k, v in overrides.items() if v is not None and k != "plugins"}}
+    verdict = run_protocol(protocol, runs, experiment_of, smoke, out, _workers(args.workers, len(runs)),
+                           args.address, settings)
+    print(f"{protocol.id}{' (smoke run: not the protocol)' if smoke else ''}: {verdict['verdict']}")
+    for result in verdict["tests"]:
         print(f"  {describe_test(result)}")
-    print(f"verdict: {path}")
-    return 0 if not values["failed"] else 1
+    print(f"verdict: {verdict['path']}")
+    return 0 if not verdict["failed"] else 1
 
 
 def _protocol_ledger(args) -> int:
-    import json
-    import shutil
-    from analysis.verdicts import ledger_markdown
-    verdicts = []
-    figures = args.out.parent / "claims"
-    for path in args.verdicts:
-        try:
-            v = json.loads(path.read_text())
-        except (OSError, ValueError):
-            raise ConfigError(f"ledger: {str(path)!r} is not a readable verdict.json") from None
-        if not isinstance(v, dict) or not {"protocol", "claim", "verdict", "tests"} <= set(v):
-            raise ConfigError(f"ledger: {str(path)!r} is not a verdict.json (it lacks protocol, claim, verdict or tests)")
-        tag = v["protocol"] + ("-smoke" if v.get("smoke") else "")
-        source, kept = path.parent / f"report-{tag}" / "curves.png", figures / f"{tag}.png"
-        if source.is_file():  # a small figure beside the ledger, linked relative to it
-            figures.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, kept)
-        # a verdict kept without its report (docs/verdicts) keeps the figure copied beside the ledger before
-        v["figure"] = f"claims/{tag}.png" if kept.is_file() else ""
-        verdicts.append(v)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(ledger_markdown(verdicts))
+    from loops.protocols.run import write_ledger
+    verdicts = write_ledger(args.verdicts, args.out)
     methods = sum("+" in v["protocol"] for v in verdicts)
     print(f"ledger: {args.out} ({len(verdicts) - methods} claims, {methods} more methods on leaderboards)")
     return 0
