@@ -250,3 +250,50 @@ def ledger_markdown(verdicts: list[dict]) -> str:
                      f"{v['code_version']}) | {verdict} | {numbers}{figure} | {v['machine']} |")
     board = leaderboard_markdown(verdicts)
     return "\n".join(lines) + "\n" + (f"\n## Leaderboards\n\n{board}" if board else "")
+
+
+def protocol_verdict(finished: list[Path], experiment_of: dict[str, str], generations: int, tests: list[dict],
+                     method_point: str | None, control: str | None, report_dir: Path) -> dict:
+    """A protocol's verdict from its finished run folders: the tests on each run's first `generations`
+    rows (a longer run serves a shorter protocol; `longer_runs` names each with its length), the board
+    figures when the protocol has a method point and a control, and the report in `report_dir`."""
+    from analysis.load import load_runs
+    from analysis.report import write_report
+    df = load_runs(finished)
+    held = df.groupby("run_dir")["generation"].max() + 1
+    longer = {folder: int(n) for folder, n in held.items() if n > generations}
+    df = df[df["generation"] < generations].assign(experiment=lambda d: d["run"].map(experiment_of))
+    verdict, results = decide(df, tests, generations)
+    board = board_entry(df, method_point, control, generations - 1) if control else None
+    report = write_report(finished, report_dir, generation=generations - 1)
+    return {"verdict": verdict, "tests": results, "board": board, "runs": [str(p) for p in finished],
+            "generations": generations, "longer_runs": longer,
+            "figure": str((report / "curves.png").resolve()) if (report / "curves.png").is_file() else ""}
+
+
+def write_ledger(verdict_files: list[Path], out: Path) -> list[dict]:
+    """`out` (docs/claims.md) from verdict.json files, each claim's small figure copied into `claims/`
+    beside it; returns the verdicts read. A verdict kept without its report (docs/verdicts) keeps the
+    figure copied there before."""
+    import json
+    import shutil
+    from analysis.experiments import ReportError
+    verdicts = []
+    figures = out.parent / "claims"
+    for path in map(Path, verdict_files):
+        try:
+            v = json.loads(path.read_text())
+        except (OSError, ValueError):
+            raise ReportError(f"ledger: {str(path)!r} is not a readable verdict.json") from None
+        if not isinstance(v, dict) or not {"protocol", "claim", "verdict", "tests"} <= set(v):
+            raise ReportError(f"ledger: {str(path)!r} is not a verdict.json (it lacks protocol, claim, verdict or tests)")
+        tag = v["protocol"] + ("-smoke" if v.get("smoke") else "")
+        source, kept = path.parent / f"report-{tag}" / "curves.png", figures / f"{tag}.png"
+        if source.is_file():  # a small figure beside the ledger, linked relative to it
+            figures.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, kept)
+        v["figure"] = f"claims/{tag}.png" if kept.is_file() else ""
+        verdicts.append(v)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(ledger_markdown(verdicts))
+    return verdicts

@@ -359,8 +359,11 @@ def cmd_protocol(args) -> int:
 
 
 def _protocol_run(args) -> int:
-    from analysis.verdicts import describe_test
-    from loops.protocols import load_protocol, plan, with_method
+    import json
+    from analysis.verdicts import describe_test, protocol_verdict
+    from autophagy import code_version, hardware
+    from autophagy.rundir import atomic_write_text
+    from loops.protocols import board_control, load_protocol, plan, plan_identity, with_method
     from loops.protocols.run import run_protocol
     from loops.regimes import validate_run
     _load_plugins(args, None)
@@ -374,19 +377,26 @@ def _protocol_run(args) -> int:
         validate_run(cfg)
     out = args.out or Path("runs") / f"protocols-{args.preset or protocol.preset}{'-smoke' if smoke else ''}"
     _check_out(out)
-    settings = {"preset": args.preset or protocol.preset,
-                **{k: v for k, v in overrides.items() if v is not None and k != "plugins"}}
-    verdict = run_protocol(protocol, runs, experiment_of, smoke, out, _workers(args.workers, len(runs)),
-                           args.address, settings)
-    print(f"{protocol.id}{' (smoke run: not the protocol)' if smoke else ''}: {verdict['verdict']}")
-    for result in verdict["tests"]:
+    tag, finished, failed = run_protocol(protocol, runs, smoke, out, _workers(args.workers, len(runs)), args.address)
+    found = protocol_verdict(finished, experiment_of, runs[0][1].generations, protocol.tests, protocol.method_point,
+                             board_control(protocol), out / f"report-{tag}")
+    values = {"protocol": protocol.id, "identity": protocol.identity, "claim": protocol.claim,
+              "source": protocol.source, "verdict": found.pop("verdict"), "smoke": smoke,
+              "settings": {"preset": args.preset or protocol.preset,
+                           **{k: v for k, v in overrides.items() if v is not None and k != "plugins"}},
+              "plan_identity": plan_identity(runs), **found, "failed": failed,
+              "machine": hardware.describe(), "code_version": code_version()}
+    path = out / f"verdict-{tag}.json"
+    atomic_write_text(path, json.dumps(values, indent=2, ensure_ascii=False, default=float) + "\n")
+    print(f"{protocol.id}{' (smoke run: not the protocol)' if smoke else ''}: {values['verdict']}")
+    for result in values["tests"]:
         print(f"  {describe_test(result)}")
-    print(f"verdict: {verdict['path']}")
-    return 0 if not verdict["failed"] else 1
+    print(f"verdict: {path}")
+    return 0 if not failed else 1
 
 
 def _protocol_ledger(args) -> int:
-    from loops.protocols.run import write_ledger
+    from analysis.verdicts import write_ledger
     verdicts = write_ledger(args.verdicts, args.out)
     methods = sum("+" in v["protocol"] for v in verdicts)
     print(f"ledger: {args.out} ({len(verdicts) - methods} claims, {methods} more methods on leaderboards)")
