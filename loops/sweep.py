@@ -3,8 +3,8 @@
     autophagy sweep --grid guidance_weight=0.5,1,2 --grid regime=sims,synthetic-augmentation --seeds 0,1,2
 
 Phase 1 trains generation 0 once per gen-0 key (the first run of each key, as a one-generation run);
-phase 2 copies that gen_000 into every other run of the key and runs all of them to the end. Each run
-is one Ray task: with no address Ray starts embedded on this machine with `workers` CPUs and each
+phase 2 copies that gen_000 into every other run of the key and runs all of them to the end. Each
+generation of a run is one Ray task (the run's next one is submitted when it returns): with no address Ray starts embedded on this machine with `workers` CPUs and each
 task sets torch's threads to cores // workers; with `address` the tasks go to an existing cluster
 (every node must see `out`, e.g. a shared filesystem). One failing run does not stop the others.
 Rerunning the same command resumes every run where it stopped. `workers=1` and no address runs the
@@ -110,11 +110,33 @@ class _Executor:
             self.remote = ray.remote(num_cpus=1, max_retries=0)(_run_one)
 
     def run(self, jobs: list[tuple[RunConfig, Path]]) -> list[dict]:
-        values = [(json.loads(cfg.to_json()), str(path)) for cfg, path in jobs]
+        """Every (config, folder) to its last generation. In this process, one call a run. On Ray, one
+        task a generation of a run, the run's next generation submitted when one returns: the workers
+        share out generations rather than whole runs, so 3 seeds on 2 workers take about 1.5 runs' time,
+        not 2 (with whole runs as tasks, the third ran alone while the other worker idled)."""
         cwd = os.getcwd()
         if self.ray is None:
-            return [_run_one(v, p, 0, cwd) for v, p in values]
-        return self.ray.get([self.remote.remote(v, p, self.threads, cwd) for v, p in values])
+            return [_run_one(json.loads(cfg.to_json()), str(path), 0, cwd) for cfg, path in jobs]
+        pending, states = {}, {}
+
+        def submit(cfg: RunConfig, path: Path) -> None:   # its next generation (all are done: one check-up call)
+            done = len(RunDir(path).done_generations())
+            step = dataclasses.replace(cfg, generations=min(cfg.generations, done + 1))
+            pending[self.remote.remote(json.loads(step.to_json()), str(path), self.threads, cwd)] = (cfg, path, done)
+
+        for cfg, path in jobs:
+            submit(cfg, path)
+        while pending:
+            [ref], _ = self.ray.wait(list(pending), num_returns=1)
+            cfg, path, before = pending.pop(ref)
+            result, done = self.ray.get(ref), len(RunDir(path).done_generations())
+            if result["state"] == "finished" and done < cfg.generations:
+                if done > before:
+                    submit(cfg, path)
+                    continue
+                result = {**result, "state": "failed", "error": f"generation {done} did not finish"}
+            states[str(path)] = result
+        return [states[str(path)] for _, path in jobs]
 
 
 def _finished_elsewhere(out: Path, names: set[str]) -> list[tuple[str, RunConfig]]:

@@ -17,7 +17,7 @@ def _rows(folder):
 def swept(tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep")
     grid = parse_grid(["regime=fully-synthetic,synthetic-augmentation", "learning-rate=0.002,0.003"])
-    runs = expand(make_config("micro", generations=2), grid, [0])
+    runs = expand(make_config("micro", generations=3), grid, [0])
     summary = run_sweep(runs, out, workers=2, grid=grid, seeds=[0], log=lambda *_: None)
     return out, runs, summary
 
@@ -28,10 +28,18 @@ def test_every_run_finishes_with_its_points_config(swept):
     for name, cfg in runs:
         saved = json.loads((out / name / "config.json").read_text())
         assert (saved["regime"], saved["learning_rate"], saved["seed"]) == (cfg.regime, cfg.learning_rate, cfg.seed)
-        assert len(_rows(out / name)) == 2
+        assert len(_rows(out / name)) == 3 and saved["generations"] == 3
     sweep = json.loads((out / "sweep.json").read_text())
     assert sweep["executor"] == "ray" and sweep["workers"] == 2 and sweep["seeds"] == [0]
     assert sweep["grid"]["learning_rate"] == [0.002, 0.003]
+
+
+def test_ray_workers_share_out_generations_not_whole_runs(swept):
+    """4 runs on 2 workers: every run's generation 1 is done before any run's last (as whole-run tasks,
+    two runs finished before the other two began)."""
+    out, runs, _ = swept
+    done = {name: [(out / name / f"gen_{t:03d}" / "DONE").stat().st_mtime for t in (1, 2)] for name, _ in runs}
+    assert max(first for first, _ in done.values()) < min(last for _, last in done.values())
 
 
 def test_generation_zero_trained_once_per_key(swept):
