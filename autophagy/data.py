@@ -266,7 +266,7 @@ def load_arrays(source: str, resolution: int, skip_unreadable: bool = False):
     images, labels, num_classes = to_arrays(load_image_dataset(source), resolution)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_save_npz(path, images=images, labels=labels, num_classes=num_classes)
-    return images, labels, num_classes
+    return load_arrays(source, resolution)   # the cached arrays, as every later run loads them
 
 
 def load_real_data(source: str, resolution: int, n_reference: int, n_validation: int = 0,

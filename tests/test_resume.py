@@ -3,8 +3,6 @@ import json
 
 import numpy as np
 
-from autophagy.data import load_real_data
-from autophagy.features import build_extractor
 
 from tests.conftest import run_cli
 
@@ -19,15 +17,8 @@ def results(folder):
     return [{k: r[k] for k in METRICS} for r in rows], samples
 
 
-def warm_cache(cfg):
-    """Builds the data arrays and the lenet extractor into the cache, in this process: a run that builds them
-    differs in the last bits (allocation history) from one that loads them, and every resumed run loads."""
-    real = load_real_data(cfg.data, cfg.resolution, cfg.n_reference, cfg.n_validation)
-    build_extractor(cfg, real)
-
-
-def test_killed_everywhere_then_resumed_equals_uninterrupted(tmp_path, micro):
-    warm_cache(micro(regime="sims"))
+def test_killed_everywhere_then_resumed_equals_uninterrupted(tmp_path):
+    """Also on a cold cache: the run that builds the data arrays and the extractor uses them as reloaded."""
     reference = tmp_path / "uninterrupted"
     code, _, err = run_cli(*ARGS, "--out", reference)  # a process like the killed ones (same allocation history)
     assert code == 0, err[-2000:]
