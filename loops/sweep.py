@@ -5,8 +5,8 @@
 Phase 1 trains generation 0 once per gen-0 key (the first run of each key, as a one-generation run);
 phase 2 copies that gen_000 into every other run of the key and runs all of them to the end. Each
 generation of a run is one Ray task (the run's next one is submitted when it returns): with no address
-Ray starts embedded on this machine with `workers` CPUs and each task sets torch's threads to cores // workers; with `address` the tasks go to an existing cluster
-(every node must see `out`, e.g. a shared filesystem). One failing run does not stop the others.
+Ray starts embedded on this machine with `workers` CPUs and each task sets torch's threads to
+cores // workers; with `address` the tasks go to an existing cluster (every node must see `out`, e.g. a shared filesystem). One failing run does not stop the others.
 Rerunning the same command resumes every run where it stopped. `workers=1` and no address runs the
 grid in this process, without Ray. A run that another autophagy process holds (a second protocol that
 shares this folder's control runs) is waited for, then resumed here, not failed.
