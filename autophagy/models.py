@@ -9,8 +9,8 @@ TRAIN_TIMESTEPS = 1000
 
 
 def build_unet(cfg: RunConfig, channels: int, num_classes: int = 0) -> UNet2DModel:
-    """A UNet2DModel for `channels`-channel images; class-conditional (one extra null class) when
-    sampling bias is on, so classifier-free guidance can drop the label."""
+    """A UNet2DModel for `channels`-channel images; class-conditional (one extra null class, so that
+    classifier-free guidance can drop the label) when the config conditions on the class (`class_conditional`)."""
     levels = len(cfg.block_out_channels)
     down = ["DownBlock2D"] * levels
     up = ["UpBlock2D"] * levels
@@ -25,7 +25,7 @@ def build_unet(cfg: RunConfig, channels: int, num_classes: int = 0) -> UNet2DMod
         down_block_types=tuple(down),
         up_block_types=tuple(up),
         norm_num_groups=min(8, min(cfg.block_out_channels)),
-        num_class_embeds=(num_classes + 1) if cfg.class_conditional else None,
+        num_class_embeds=(num_classes + 1) if cfg.class_conditional(num_classes) else None,
     )
 
 

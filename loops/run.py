@@ -48,9 +48,12 @@ def load_data_for(cfg: RunConfig) -> RealData:
     if q and len(q) != real.num_classes:
         raise ConfigError(f"--target-distribution: {len(q)} probabilities given but {cfg.data!r} has "
                           f"{real.num_classes} classes; give one per class")
-    if cfg.class_conditional and real.labels is None:
+    if cfg.sampling_bias < 1 and real.labels is None:
         raise ConfigError(f"--sampling-bias: {cfg.sampling_bias} needs class labels and {cfg.data!r} has none; "
                           f"use --sampling-bias 1")
+    if cfg.conditioning == "class" and real.labels is None:
+        raise ConfigError(f"--conditioning: 'class' needs class labels and {cfg.data!r} has none; use --conditioning "
+                          f"none or auto")
     return real
 
 

@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import torch
 import pytest
 
 import loops.artifacts as artifacts
@@ -60,13 +61,38 @@ def test_rerun_does_no_training(finished_run, monkeypatch):
 
 
 def test_saved_generation_loads_as_a_diffusers_pipeline(finished_run):
+    """The preset's model is class-conditional on MNIST: the pipeline loads it, and its scheduler and UNet
+    sample with class labels (DDIMPipeline's own __call__ passes none; README "Run folder")."""
     from diffusers import DDIMPipeline, DDPMPipeline
     cfg, out = finished_run
     pipe = DDIMPipeline.from_pretrained(str(out / "gen_002" / "model"))
-    images = pipe(batch_size=2, num_inference_steps=3, output_type="np").images
-    assert images.shape == (2, cfg.resolution, cfg.resolution, 1) and np.isfinite(images).all()
+    assert pipe.unet.config.num_class_embeds == 11  # ten classes and the null class
+    x = torch.randn(2, 1, cfg.resolution, cfg.resolution, generator=torch.Generator().manual_seed(0))
+    pipe.scheduler.set_timesteps(3)
+    for t in pipe.scheduler.timesteps:
+        x = pipe.scheduler.step(pipe.unet(x, t, class_labels=torch.tensor([3, 7])).sample, t, x).prev_sample
+    assert x.shape == (2, 1, cfg.resolution, cfg.resolution) and torch.isfinite(x).all()
     ddpm = DDPMPipeline.from_pretrained(str(out / "gen_002" / "model"))
     assert ddpm.unet.config.sample_size == cfg.resolution
+
+
+def test_an_unconditional_generation_samples_with_the_plain_pipeline(micro, tmp_path):
+    from diffusers import DDIMPipeline
+    cfg = micro(generations=1, conditioning="none")
+    run_loop(cfg, tmp_path / "run")
+    pipe = DDIMPipeline.from_pretrained(str(tmp_path / "run" / "gen_000" / "model"))
+    assert pipe.unet.config.num_class_embeds is None
+    images = pipe(batch_size=2, num_inference_steps=3, output_type="np").images
+    assert images.shape == (2, cfg.resolution, cfg.resolution, 1) and np.isfinite(images).all()
+
+
+def test_conditioning_auto_follows_the_labels(micro):
+    from autophagy.models import build_unet
+    cfg = micro()
+    assert build_unet(cfg, 1, num_classes=10).config.num_class_embeds == 11
+    assert build_unet(cfg, 1, num_classes=0).config.num_class_embeds is None   # unlabeled data: unconditional
+    assert build_unet(micro(conditioning="none"), 1, num_classes=10).config.num_class_embeds is None
+    assert build_unet(micro(conditioning="none", sampling_bias=0.5), 1, num_classes=10).config.num_class_embeds == 11
 
 
 @pytest.mark.parametrize("regime", [r for r in REGIMES if r != "fully-synthetic"])

@@ -270,7 +270,7 @@ def test_the_plan_identity_tells_what_ran_when_a_preset_moves(monkeypatch):
     monkeypatch.setitem(config.PRESETS, "cpu", {**config.PRESETS["cpu"], "neon_weight": 7.0})
     after = plan_identity(plan(neon)[0]), plan_identity(plan(prophylaxis)[0])
     assert after[0] != before[0] and after[1] == before[1]
-    assert plan_identity(plan(prophylaxis, None, {"guidance_weight": 1.0})[0]) != before[1]
+    assert plan_identity(plan(prophylaxis, None, {"guidance_weight": 3.0})[0]) != before[1]
 
 
 def test_the_ledger_keeps_a_figure_when_its_verdict_is_kept_without_the_report(tmp_path):
