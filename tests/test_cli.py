@@ -43,6 +43,7 @@ BAD = [  # (arguments after `run --preset micro --out RUN`, text the one-line er
     (["--regime", "sims", "--generations", "2", "--guidance-weight", "nan"], "nan"),
     (["--regime", "sims", "--generations", "2", "--sampling-bias", "0"], "--sampling-bias"),
     (["--regime", "sims", "--generations", "2", "--sampling-bias", "1.5"], "1.5"),
+    (["--regime", "sims", "--generations", "2", "--conditioning", "maybe"], "'maybe'"),
     (["--regime", "sims", "--generations", "2", "--features", "resnet"], "'resnet'"),
     (["--regime", "sims", "--generations", "2", "--sampler", "fancy"], "'fancy'"),
     (["--regime", "sims", "--generations", "2", "--k", "0"], "--k"),

@@ -96,6 +96,10 @@ def test_unlabeled_images_are_scored_offline_by_default(micro, tmp_path):
     assert baseline["feature_space"] == "autoencoder" and baseline["autoencoder_heldout_mse"] < 0.5
     with pytest.raises(ConfigError, match="'lenet' needs class labels"):
         run_loop(micro(generations=1, data=str(folder), n_validation=50, features="lenet"), tmp_path / "run2")
+    # the preset conditions on the class where the data have labels (auto): these have none
+    assert json.loads((out / "gen_000" / "model" / "unet" / "config.json").read_text())["num_class_embeds"] is None
+    with pytest.raises(ConfigError, match="--conditioning: 'class' needs class labels"):
+        run_loop(micro(generations=1, data=str(folder), n_validation=50, conditioning="class"), tmp_path / "run3")
 
 
 def test_the_default_data_sets_lenet_ships_with_the_package(tmp_path, monkeypatch):
