@@ -2,8 +2,8 @@
 import json
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 import loops.artifacts as artifacts
 from autophagy.rundir import RunDir
@@ -176,7 +176,6 @@ def test_ema_decay_is_the_decay_applied(micro, tmp_path):
 
 def test_ema_warmup_copies_the_weights_first(micro):
     from autophagy.training import make_ema
-    import torch
     cfg = micro(ema_decay=0.99, ema_warmup_steps=5)
     p = torch.nn.Parameter(torch.zeros(3))
     ema = make_ema([p], cfg)
