@@ -42,17 +42,19 @@ def main():
     lenet = train_lenet(real)
     print(f"lenet    held-out accuracy {lenet.quality:.4f}, {time.perf_counter() - start:.1f}s "
           f"(cached after the first training)", flush=True)
-    images = real.images[RealDraws(real.pool, cfg).draw(0)]
+    r0 = RealDraws(real.pool, cfg).draw(0)
     torch.manual_seed(0)
-    model = build_unet(cfg, real.channels)
-    train_diffusion(model, images, None, cfg, 3, (0, 0, 0), None, "warm-up")   # first steps allocate
+    model = build_unet(cfg, real.channels, real.num_classes)  # class-conditional where the preset says so
+    num_classes = real.num_classes if model.config.num_class_embeds else 0
+    images, labels = real.images[r0], (real.labels[r0] if num_classes else None)
+    train_diffusion(model, images, labels, cfg, 3, (0, 0, 0), None, "warm-up")   # first steps allocate
     start = time.perf_counter()
-    train_diffusion(model, images, None, cfg, args.steps, (0, 0, 1), None, "bench")
+    train_diffusion(model, images, labels, cfg, args.steps, (0, 0, 1), None, "bench")
     per_step = (time.perf_counter() - start) / args.steps
     model.eval()
     one_chunk = make_config(args.preset, sample_batch_size=args.samples)
     start = time.perf_counter()
-    list(sample_chunks(GuidedDenoiser(model), one_chunk, args.samples, (0, 0, 0)))
+    list(sample_chunks(GuidedDenoiser(model), one_chunk, args.samples, (0, 0, 0), num_classes=num_classes))
     per_image = (time.perf_counter() - start) / args.samples
     train = cfg.train_steps * per_step
     plain = cfg.n_synthetic * per_image

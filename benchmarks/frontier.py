@@ -55,6 +55,7 @@ def main():
     p.add_argument("--samplers", default="ddim:10,ddim:25,dpmsolver:10,unipc:10", help="scheduler:steps[:spacing]")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    p.add_argument("--plot-samplers", default="ddim:10,unipc:10", help="the samplers the figure draws a line for")
     p.add_argument("--out", type=Path, default=Path("docs/frontier"))
     args = p.parse_args()
     if args.threads:
@@ -77,7 +78,10 @@ def main():
         stats, radii = gaussian_stats(reference), knn_radii(torch.from_numpy(reference), cfg.k)
         torch.manual_seed(seed_for(cfg.seed, "init", 0))
         model = build_unet(cfg, real.channels, real.num_classes)
-        train_images = real.images[RealDraws(real.pool, cfg).draw(0)]  # R_0 exactly as the loop draws it
+        r0 = RealDraws(real.pool, cfg).draw(0)  # R_0 exactly as the loop draws it
+        conditional = model.config.num_class_embeds is not None  # --conditioning: labels to train and sample with
+        train_images, train_labels = real.images[r0], (real.labels[r0] if conditional else None)
+        num_classes = real.num_classes if conditional else 0
         rows, clock = [], {"train": 0.0, "last": time.perf_counter()}
 
         def on_step(step, ema):
@@ -93,7 +97,8 @@ def main():
                 scfg = dataclasses_replace(cfg, sampling_scheduler=name, sampling_steps=steps, timestep_spacing=spacing)
                 start = time.perf_counter()
                 images = np.concatenate([im for _, im, _ in sample_chunks(GuidedDenoiser(snapshot), scfg, cfg.n_synthetic,
-                                                                           (cfg.seed, 0, 0), "sample")])
+                                                                           (cfg.seed, 0, 0), "sample",
+                                                                           num_classes)])
                 sample_seconds = time.perf_counter() - start
                 metrics = compute_metrics(reference, extractor(images), cfg.k, stats, radii, cfg.seed)
                 classes = len(np.unique(extractor.classify(images)))
@@ -106,13 +111,13 @@ def main():
                 rows.append(row)
             clock["last"] = time.perf_counter()
 
-        train_diffusion(model, train_images, None, cfg, cfg.train_steps, (cfg.seed, 0, 0), None, f"frontier {text}",
+        train_diffusion(model, train_images, train_labels, cfg, cfg.train_steps, (cfg.seed, 0, 0), None, f"frontier {text}",
                         on_step=on_step)
         for row in rows:
             row["variant"] = text
         with open(log_path, "a") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
-    plot(log_path, args.out / "frontier.png")
+    plot(log_path, args.out / "frontier.png", tuple(args.plot_samplers.split(",")))
 
 
 def dataclasses_replace(cfg, **changes):
@@ -137,10 +142,11 @@ def plot(log_path: Path, png: Path, samplers=("ddim:10", "unipc:10")) -> None:
     df["cost"] = df["train_steps"] * df["variant"].map(per_step) + df["sampler"].map(sample_seconds)
     fig, ax = plt.subplots(figsize=(8, 5))
     colours = dict(zip(df["variant"].unique(), plt.cm.tab10.colors))
+    styles = dict(zip(samplers, ("-", ":", "--", "-.")))
     for (variant, sampler), group in df[df["sampler"].isin(samplers)].groupby(["variant", "sampler"], sort=False):
         group = group.sort_values("cost")
         ax.plot(group["cost"], group["val_fid"], marker="o", ms=3, color=colours[variant],
-                ls="-" if sampler.startswith("unipc") else ":", label=f"{variant} | {sampler}")
+                ls=styles[sampler], label=f"{variant} | {sampler}")
     ax.set_xlabel("CPU seconds per fully-synthetic generation (train + 1,000 samples)")
     ax.set_ylabel("validation FID (lenet)")
     ax.set_yscale("log")
