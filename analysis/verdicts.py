@@ -247,9 +247,28 @@ def ledger_markdown(verdicts: list[dict]) -> str:
             numbers += (f"<br>(generations 0-{v['generations'] - 1} of {len(longer)} longer run(s): "
                         f"{', '.join(sorted({Path(f).name for f in longer}))})")
         lines.append(f"| {v['claim']} | {v['source']} | `{v['protocol']}` ({v['identity'][:12]}, {plan}code "
-                     f"{v['code_version']}) | {verdict} | {numbers}{figure} | {v['machine']} |")
+                     f"{v['code_version']})<br>base: {v.get('base') or BASE_NOT_RECORDED} | {verdict} | "
+                     f"{numbers}{figure} | {v['machine']} |")
     board = leaderboard_markdown(verdicts)
     return "\n".join(lines) + "\n" + (f"\n## Leaderboards\n\n{board}" if board else "")
+
+
+BASE_NOT_RECORDED = "not recorded (a verdict from before 2026-12-05: every base then was unconditional)"
+
+
+def describe_base(run_folder: Path) -> str:
+    """The model a run starts from, read from its folder (config.json and generation 0's saved UNet config,
+    both JSON: nothing is executed), e.g. 'class-conditional UNet 16/32, 600 steps, min_snr, unipc 10 steps'.
+    Verdicts measured on different bases must not be read as one series: the ledger names each one's."""
+    import json
+    cfg = json.loads((run_folder / "config.json").read_text())
+    unet = run_folder / "gen_000" / "model" / "unet" / "config.json"
+    embeds = json.loads(unet.read_text()).get("num_class_embeds") if unet.is_file() else None
+    kind = "class-conditional" if embeds else "unconditional" if unet.is_file() else f"conditioning {cfg.get('conditioning', 'none')}"
+    widths = "/".join(str(w) for w in cfg.get("block_out_channels", []))
+    return (f"{kind} UNet {widths}, {cfg.get('train_steps')} steps, {cfg.get('loss_weighting', 'none')} loss, "
+            f"{cfg.get('sampling_scheduler', 'ddim')} {cfg.get('sampling_steps', cfg.get('ddim_steps'))} steps, "
+            f"{cfg.get('data')}")
 
 
 def protocol_verdict(finished: list[Path], experiment_of: dict[str, str], generations: int, tests: list[dict],
@@ -266,7 +285,9 @@ def protocol_verdict(finished: list[Path], experiment_of: dict[str, str], genera
     verdict, results = decide(df, tests, generations)
     board = board_entry(df, method_point, control, generations - 1) if control else None
     report = write_report(finished, report_dir, generation=generations - 1)
-    return {"verdict": verdict, "tests": results, "board": board, "runs": [str(p) for p in finished],
+    bases = list(dict.fromkeys(describe_base(folder) for folder in finished))
+    return {"verdict": verdict, "tests": results, "board": board, "base": "; ".join(bases),
+            "runs": [str(p) for p in finished],
             "generations": generations, "longer_runs": longer,
             "figure": str((report / "curves.png").resolve()) if (report / "curves.png").is_file() else ""}
 

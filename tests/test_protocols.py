@@ -152,12 +152,15 @@ def test_protocol_run_smoke_writes_a_verdict_marked_as_smoke(tmp_path, capsys):
         "mad-fully-synthetic").identity
     assert "AMD" in verdict["machine"] or "CPU" in verdict["machine"]
     assert "(smoke run: not the protocol)" in out
+    # the base it was measured on, read from the run folders (micro on MNIST: conditioned on the class)
+    assert verdict["base"] == "class-conditional UNet 8/16, 30 steps, min_snr loss, unipc 4 steps, mnist"
     assert (tmp_path / "p" / "report-mad-fully-synthetic@1-smoke" / "comparison.csv").is_file()
     # the ledger is generated from the verdict, with its figure beside it (in this process: the same CLI)
     assert main(["protocol", "ledger", str(tmp_path / "p" / "verdict-mad-fully-synthetic@1-smoke.json"),
                  "--out", str(tmp_path / "docs" / "claims.md")]) == 0
     ledger = (tmp_path / "docs" / "claims.md").read_text()
     assert "mad-fully-synthetic@1" in ledger and "(smoke run: preset micro, generations 2, seeds [0, 1])" in ledger
+    assert "base: class-conditional UNet 8/16, 30 steps" in ledger
     assert (tmp_path / "docs" / "claims" / "mad-fully-synthetic@1-smoke.png").is_file()
     # run again: the same folder, the same identity, nothing retrained
     rows = (tmp_path / "p" / "fully-synthetic-s0" / "metrics.jsonl").read_bytes()
@@ -197,6 +200,7 @@ def test_the_ledger_ranks_methods_run_under_one_protocol():
     board = text.split("## Leaderboards")[1]
     assert board.index("my-sampler") < board.index("(the protocol's own)") < board.index("| neon |")
     assert text.count("| c | s |") == 1   # the claim once: the other methods are on its leaderboard
+    assert "base: not recorded (a verdict from before 2026-12-05" in text  # an old verdict says it has no base
     # with board figures: ranked by the paired sample FID, with health, recall and cost beside it
     def figure(mean):
         return {"mean": mean, "ci95_low": mean - 1, "ci95_high": mean + 1, "n_seeds": 3, "per_seed": {}}
