@@ -44,11 +44,23 @@ def comparison_table(df: pd.DataFrame, metrics=METRICS) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def interval(values: pd.Series, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high) of the Student-t interval over seeds; NaN bounds with fewer than two."""
+    values = values.dropna()
+    mean = float(values.mean()) if len(values) else float("nan")
+    if len(values) < 2:
+        return mean, float("nan"), float("nan")
+    if values.std(ddof=1) == 0:
+        return mean, mean, mean
+    low, high = stats.t.interval(level, len(values) - 1, loc=mean, scale=stats.sem(values))
+    return mean, float(low), float(high)
+
+
 def ratio_interval(ratios: pd.Series, level: float = 0.95) -> tuple[float, float]:
-    """Student-t interval of the mean ratio over seeds; NaN with fewer than two seeds."""
-    if len(ratios) < 2:
-        return np.nan, np.nan
-    return stats.t.interval(level, len(ratios) - 1, loc=ratios.mean(), scale=stats.sem(ratios))
+    """Student-t interval of the mean ratio over the seeds that have one (as the mean is); NaN with fewer
+    than two, the mean itself when every seed agrees (no scipy warning on a zero spread)."""
+    _, low, high = interval(ratios, level)
+    return low, high
 
 
 def per_seed(df: pd.DataFrame, experiment: str, metric: str) -> pd.DataFrame:

@@ -31,21 +31,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from analysis.report import interval
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
-
-
-def interval(values: pd.Series, level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high) of the Student-t interval over seeds; NaN bounds with fewer than two."""
-    values = values.dropna()
-    mean = float(values.mean()) if len(values) else float("nan")
-    if len(values) < 2:
-        return mean, float("nan"), float("nan")
-    if values.std(ddof=1) == 0:
-        return mean, mean, mean
-    low, high = stats.t.interval(level, len(values) - 1, loc=mean, scale=stats.sem(values))
-    return mean, float(low), float(high)
 
 
 def region_verdict(low: float, high: float, region: dict) -> str:

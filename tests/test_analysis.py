@@ -218,3 +218,13 @@ def test_a_report_of_one_experiment_has_a_readable_empty_versus_table(tmp_path):
     out = write_report([_run(tmp_path / f"a-s{s}", s, [5.0, 6.0 + s]) for s in (0, 1)], tmp_path / "rep")
     versus = pd.read_csv(out / "versus.csv")
     assert len(versus) == 0 and {"experiment", "baseline", "p_value", "generation"} <= set(versus.columns)
+
+
+def test_a_ratio_every_seed_agrees_on_has_a_point_interval_without_a_warning():
+    import warnings
+    from analysis.report import ratio_interval
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # scipy's "invalid value encountered in multiply" on a zero spread
+        assert ratio_interval(pd.Series([1.0, 1.0, 1.0])) == (1.0, 1.0)
+        low, high = ratio_interval(pd.Series([1.0, 2.0, 3.0]))
+    assert low < 2.0 < high and np.isnan(ratio_interval(pd.Series([2.0]))).all()
