@@ -40,6 +40,10 @@ class RunConfig:
     n_real_fresh: int = _f(250, "fresh-data: real images drawn per generation t >= 1 (0 = n_real)")
     n_synthetic: int = _f(1000, "synthetic images S_t sampled per generation")
     n_reference: int = _f(1000, "held-out real images every metric is computed against (the test set)")
+    n_eval: int = _f(0, "generated images each generation is scored on: the first n_eval of one draw of "
+                        "max(n_synthetic, n_eval) from the generation's sampler (S_t is its first n_synthetic), so "
+                        "that runs of different n_synthetic are scored alike (FID is biased and KID noisy at a few "
+                        "hundred images); 0 = all of S_t, as runs before the field")
     n_validation: int = _f(500, "held-out real images for tuning only (ω, steps, ...), disjoint from pool and reference")
     class_weights: str = _f("", "an imbalanced real pool: a weight per class, comma-separated; R_0 holds "
                             "round(n_real · w_c / Σw) images of class c (fresh draws stay uniform); empty = off")
@@ -130,6 +134,11 @@ class RunConfig:
     def fresh_per_generation(self) -> int:
         return self.n_real_fresh or self.n_real
 
+    @property
+    def scored_images(self) -> int:
+        """How many generated images a generation is scored on (--n-eval, or all of S_t)."""
+        return self.n_eval or self.n_synthetic
+
     def class_conditional(self, num_classes: int) -> bool:
         """Whether θ_t is conditioned on the class, for data with `num_classes` classes (0: unlabeled):
         always under sampling bias (CFG needs it) or --conditioning class, with labels under auto."""
@@ -169,8 +178,11 @@ PRESETS: dict[str, dict] = {
     # uniformly drawn labels and no guidance (unbiased): validation FID 40 -> 9 at the same 600 steps.
     # SIMS's ω re-picked for it on the validation split (seed 0: ω = 0 / 0.5 / 1 / 2 / 3 gave FID 12.6 / 8.7 /
     # 7.9 / 11.4 / 18.3).
+    # Every generation is scored on 1,000 images (as many as the reference set), whatever n_synthetic is: at 250
+    # images one θ_0 scored FID 17 to 30 and KID 24 to 90 (README "Metrics"), so a sweep of n_synthetic scored
+    # on S_t alone compares its sizes, not its models. The default run (n_synthetic 1,000) is unchanged.
     "cpu": dict(train_steps=600, loss_weighting="min_snr", sampling_scheduler="unipc", conditioning="auto",
-                guidance_weight=1.0, neon_aux_train_steps=30, neon_weight=4.0),
+                guidance_weight=1.0, neon_aux_train_steps=30, neon_weight=4.0, n_eval=1000),
     # MAD's MNIST sizes (n_r = n_s = 60k) on the full 70,000 digits at their own 28x28: reference 8k and
     # validation 2k held out leave a pool of 60k. The cpu preset's recipe (min-SNR, UniPC, EMA), wider and
     # trained 10x longer; not tuned on this CPU (a generation costs hours here: a GPU preset, see README).
@@ -244,7 +256,7 @@ def validate(cfg: RunConfig) -> RunConfig:
                  "sampling_steps", "sample_batch_size", "k", "resolution", "layers_per_block", "n_aux", "aux_train_steps"):
         at_least(name, getattr(cfg, name), 1)
     for name in ("n_real_fresh", "checkpoint_every", "seed", "n_validation", "ema_warmup_steps", "lr_warmup_steps",
-                 "neon_n_aux", "neon_aux_train_steps"):
+                 "neon_n_aux", "neon_aux_train_steps", "n_eval"):
         at_least(name, getattr(cfg, name), 0)
     if not (0 < cfg.shift_exaggeration < float("inf")):
         raise ConfigError(f"--shift-exaggeration: {cfg.shift_exaggeration!r} is not allowed; it must be a finite number > 0")

@@ -26,6 +26,7 @@ REFERENCE_FEATURES = "reference_features.npz"
 MARKER = "AUTOPHAGY_RUN"
 MODEL, AUX_MODEL, MERGED_MODEL = "model", "aux_model", "merged_model"
 SAMPLES, HEALTH_SAMPLES, GRID, DONE, WORK = "samples.npz", "plain_samples.npz", "grid.png", "DONE", "work"
+EVAL_SAMPLES = "eval_samples.npz"   # images drawn past S_t only to be scored (--n-eval > --n-synthetic)
 
 
 def generation_dir(root: Path | str, t: int) -> Path:

@@ -84,6 +84,7 @@ class RunDir:
     def merged_model_dir(self, t: int) -> Path: return self.gen(t) / layout.MERGED_MODEL   # Neon
     def samples_path(self, t: int) -> Path: return self.gen(t) / layout.SAMPLES
     def health_samples_path(self, t: int) -> Path: return self.gen(t) / layout.HEALTH_SAMPLES  # guided runs
+    def eval_samples_path(self, t: int) -> Path: return self.gen(t) / layout.EVAL_SAMPLES  # --n-eval > --n-synthetic
     def grid_path(self, t: int) -> Path: return self.gen(t) / layout.GRID
     def done_path(self, t: int) -> Path: return self.gen(t) / layout.DONE
     def row_path(self, t: int) -> Path: return self.gen(t) / "row.json"   # the generation's row, kept with it
@@ -232,6 +233,13 @@ class RunDir:
                                  f"remove {str(self.done_path(t))!r} and run the same command again to redraw it")
         arrays = load_npz(self.samples_path(t), keys=("images",))
         return arrays["images"], arrays.get("labels")
+
+    def load_scored_samples(self, t: int, n_scored: int) -> np.ndarray:
+        """The images generation t was scored on: S_t, then the draws made only to be scored, the first n_scored."""
+        images, _ = self.load_samples(t)
+        if len(images) < n_scored and self.eval_samples_path(t).exists():
+            images = np.concatenate([images, load_npz(self.eval_samples_path(t), keys=("images",))["images"]])
+        return images[:n_scored]
 
     def check_model(self, t: int, name: str = layout.MODEL) -> Path:
         """The saved model folder of a finished generation, or one line naming what is missing."""

@@ -159,7 +159,10 @@ def run_generation(run, t: int) -> None:
     setup = SAMPLERS[run.sampler_name].build(ctx, base)
 
     start = time.perf_counter()
-    samples, labels = ctx.draw(setup.denoiser, ctx.cfg.n_synthetic, "sample")
+    n_synthetic, n_scored = ctx.cfg.n_synthetic, ctx.cfg.scored_images
+    drawn, drawn_labels = ctx.draw(setup.denoiser, max(n_synthetic, n_scored), "sample")
+    samples, labels = drawn[:n_synthetic], (None if drawn_labels is None else drawn_labels[:n_synthetic])
+    scored = drawn[:n_scored]   # --n-eval: every run scored on as many images, whatever its S_t holds
     sample_seconds = time.perf_counter() - start
     health = None
     if setup.guided:  # the model's own health: unguided samples from θ_t (no SIMS, CFG w = 0), n_reference
@@ -171,18 +174,20 @@ def run_generation(run, t: int) -> None:
         scorer = run.scorer  # built once per run (feature extractor, reference), outside the timing
         start = time.perf_counter()
         subset_seed = seed_for(ctx.cfg.seed, "subset", t)
-        scores = {**scorer.score(samples, subset_seed), "memorization": memorization(samples, data.images)}
+        scores = {**scorer.score(scored, subset_seed), "memorization": memorization(scored, data.images)}
         if health is not None:
             scores.update(rows.health_scores(scorer.score(health, subset_seed)))
-        scores.update(rows.target_scores(ctx.cfg, scores, scorer, samples, health, t))
+        scores.update(rows.target_scores(ctx.cfg, scores, scorer, scored, health, t))
         metric_seconds = time.perf_counter() - start
 
         rd = ctx.run_dir
         atomic_save_npz(rd.samples_path(t), images=samples, **({"labels": labels} if labels is not None else {}))
+        if n_scored > n_synthetic:  # the images drawn only to be scored, kept so that `rescore` scores the same set
+            atomic_save_npz(rd.eval_samples_path(t), images=drawn[n_synthetic:])
         if health is not None:  # kept so that `rescore` can measure the model's health again
             atomic_save_npz(rd.health_samples_path(t), images=health)
         atomic_write_bytes(rd.grid_path(t), artifacts.grid_png(samples))
-        row = rows.metrics_row(run, t, scores, data, train_stats, setup, scorer, len(samples),
+        row = rows.metrics_row(run, t, scores, data, train_stats, setup, scorer, len(scored),
                                {"sample_seconds": sample_seconds, "metric_seconds": metric_seconds})
         rd.append_row(row)
         rd.mark_done(t)

@@ -258,12 +258,14 @@ def method_fields(cfg: RunConfig) -> tuple[str, ...]:
 def as_read(cfg: RunConfig) -> RunConfig:
     """The run as its regime and sampler read it: the fields that other registered regimes and samplers
     read but these two do not are set to their defaults, so a folder whose config differs only there (a
-    preset that since tuned Neon's w, read by a synthetic-augmentation run) holds the same run."""
+    preset that since tuned Neon's w, read by a synthetic-augmentation run) holds the same run; n_eval is
+    the number of images scored."""
     from loops.samplers import SAMPLERS, sampler_fields
     sampler = sampler_of(cfg)
     unread = (regime_fields() | sampler_fields()) - set(REGIMES[cfg.regime].uses) - set(SAMPLERS[sampler].uses)
     defaults = {f.name: f.default for f in dataclasses.fields(RunConfig) if f.name in unread}
-    return dataclasses.replace(cfg, **defaults)
+    # --n-eval 0 scores all of S_t: the same run as n_eval = n_synthetic (a folder from before the field)
+    return dataclasses.replace(cfg, **defaults, n_eval=cfg.scored_images)
 
 
 def sampler_of(cfg: RunConfig) -> str:

@@ -28,7 +28,7 @@ def rescore_run(out: Path | str, log=print) -> RunDir:
         rescored = []
         for row in rd.read_rows():
             t = row["generation"]
-            images, _ = rd.load_samples(t)
+            images = rd.load_scored_samples(t, cfg.scored_images)
             row = {**row, **scorer.score(images, seed_for(cfg.seed, "subset", t)), "feature_id": scorer.extractor.identity}
             if "plain_fid" in row:  # the model-health draws: rescored too, or dropped (never left measured
                 health = rd.load_health_samples(t)  # in another network than the row's feature_id says)

@@ -228,3 +228,33 @@ def test_a_field_neither_the_regime_nor_its_sampler_reads_does_not_block_a_resum
     run_loop(micro(regime="sims", generations=1, guidance_weight=2.0, neon_weight=4.0), sims)  # Neon's: unread
     with pytest.raises(ConfigError, match=r"guidance_weight: 2.0 -> 1.0"):
         run_loop(micro(regime="sims", generations=2, guidance_weight=1.0), sims)
+
+
+def test_n_eval_scores_every_run_on_as_many_images_whatever_s_t_holds(micro, tmp_path):
+    """--n-eval 100 with an S_t of 40: the 40 are the first of a draw of 100 (the very images of a run with
+    S_t = 100), the next generation trains on the 40, and the scores are those of the 100, also after rescore."""
+    import dataclasses
+    from loops.regimes import as_read
+    from loops.rescore import rescore_run
+    small = RunDir(run_loop(micro(n_synthetic=40, n_eval=100), tmp_path / "small").root)
+    full = RunDir(run_loop(micro(n_synthetic=100), tmp_path / "full").root)
+    small_rows, full_rows = small.read_rows(), full.read_rows()
+    assert [r["n_generated"] for r in small_rows] == [100, 100]
+    assert [r["n_train_synthetic"] for r in small_rows] == [0, 40]
+    s0, _ = small.load_samples(0)
+    f0, _ = full.load_samples(0)
+    assert len(s0) == 40 and np.array_equal(s0, f0[:40])          # S_t is the head of the scored draw
+    assert small_rows[0]["fid"] == full_rows[0]["fid"]             # same θ_0, the same 100 images scored
+    rescore_run(small.root, log=lambda *_: None)
+    assert small.read_rows()[0]["fid"] == pytest.approx(small_rows[0]["fid"], rel=1e-9)
+    # a folder from before the field (n_eval 0: all of S_t) holds the run of n_eval = n_synthetic
+    cfg = micro(n_synthetic=100)
+    assert as_read(dataclasses.replace(cfg, n_eval=0)) == as_read(dataclasses.replace(cfg, n_eval=100))
+    assert as_read(dataclasses.replace(cfg, n_eval=0)) != as_read(dataclasses.replace(cfg, n_eval=200))
+
+
+def test_a_negative_n_eval_is_refused(capsys):
+    from tests.conftest import refused
+    code, err = refused(capsys, "run", "--regime", "fully-synthetic", "--generations", "1", "--n-eval", "-1",
+                        "--preset", "micro")
+    assert code == 2 and "--n-eval" in err and "-1" in err
