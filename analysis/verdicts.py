@@ -242,7 +242,7 @@ def ledger_markdown(verdicts: list[dict]) -> str:
     return "\n".join(lines) + "\n" + (f"\n## Leaderboards\n\n{board}" if board else "")
 
 
-BASE_NOT_RECORDED = "not recorded (a verdict from before 2026-12-05: every base then was unconditional)"
+BASE_NOT_RECORDED = "not recorded (verdicts made before 2026-12-05 are all of an unconditional base)"
 
 
 def describe_base(run_folder: Path) -> str:
@@ -303,6 +303,9 @@ def write_ledger(verdict_files: list[Path], out: Path) -> list[dict]:
             figures.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, kept)
         v["figure"] = f"claims/{tag}.png" if kept.is_file() else ""
+        runs = [Path(r) for r in v.get("runs", [])]
+        if not v.get("base") and runs and all((r / "config.json").is_file() for r in runs):
+            v["base"] = "; ".join(dict.fromkeys(map(describe_base, runs)))  # a verdict older than the field
         verdicts.append(v)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(ledger_markdown(verdicts))

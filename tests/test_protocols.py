@@ -161,6 +161,12 @@ def test_protocol_run_smoke_writes_a_verdict_marked_as_smoke(tmp_path, capsys):
     ledger = (tmp_path / "docs" / "claims.md").read_text()
     assert "mad-fully-synthetic@1" in ledger and "(smoke run: preset micro, generations 2, seeds [0, 1])" in ledger
     assert "base: class-conditional UNet 8/16, 30 steps" in ledger
+    # a verdict older than the field: the ledger reads the base from its runs where they are at hand
+    older = tmp_path / "older" / "verdict-mad-fully-synthetic@1-smoke.json"
+    older.parent.mkdir()
+    older.write_text(json.dumps({k: v for k, v in verdict.items() if k != "base"}))
+    assert main(["protocol", "ledger", str(older), "--out", str(tmp_path / "older" / "claims.md")]) == 0
+    assert "base: class-conditional UNet 8/16, 30 steps" in (tmp_path / "older" / "claims.md").read_text()
     assert (tmp_path / "docs" / "claims" / "mad-fully-synthetic@1-smoke.png").is_file()
     # run again: the same folder, the same identity, nothing retrained
     rows = (tmp_path / "p" / "fully-synthetic-s0" / "metrics.jsonl").read_bytes()
@@ -200,7 +206,7 @@ def test_the_ledger_ranks_methods_run_under_one_protocol():
     board = text.split("## Leaderboards")[1]
     assert board.index("my-sampler") < board.index("(the protocol's own)") < board.index("| neon |")
     assert text.count("| c | s |") == 1   # the claim once: the other methods are on its leaderboard
-    assert "base: not recorded (a verdict from before 2026-12-05" in text  # an old verdict says it has no base
+    assert "base: not recorded (verdicts made before 2026-12-05" in text  # an old verdict says it has no base
     # with board figures: ranked by the paired sample FID, with health, recall and cost beside it
     def figure(mean):
         return {"mean": mean, "ci95_low": mean - 1, "ci95_high": mean + 1, "n_seeds": 3, "per_seed": {}}
