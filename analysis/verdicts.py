@@ -247,7 +247,8 @@ BASE_NOT_RECORDED = "not recorded (verdicts made before 2026-12-05 are all of an
 
 def describe_base(run_folder: Path) -> str:
     """The model a run starts from, read from its folder (config.json and generation 0's saved UNet config,
-    both JSON: nothing is executed), e.g. 'class-conditional UNet 16/32, 600 steps, min_snr, unipc 10 steps'.
+    both JSON: nothing is executed),
+    e.g. 'class-conditional UNet 16/32, 600 steps, min_snr loss, unipc 10 steps, mnist'.
     Verdicts measured on different bases must not be read as one series: the ledger names each one's."""
     import json
     cfg = json.loads((run_folder / "config.json").read_text())
