@@ -35,6 +35,7 @@ import pandas as pd
 from analysis.report import interval
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
+BASE_NOT_RECORDED = "not recorded (verdicts made before 2026-12-05 are all of an unconditional base)"
 
 
 def region_verdict(low: float, high: float, region: dict) -> str:
@@ -240,9 +241,6 @@ def ledger_markdown(verdicts: list[dict]) -> str:
                      f"{numbers}{figure} | {v['machine']} |")
     board = leaderboard_markdown(verdicts)
     return "\n".join(lines) + "\n" + (f"\n## Leaderboards\n\n{board}" if board else "")
-
-
-BASE_NOT_RECORDED = "not recorded (verdicts made before 2026-12-05 are all of an unconditional base)"
 
 
 def describe_base(run_folder: Path) -> str:

@@ -55,7 +55,7 @@ def main():
     p.add_argument("--samplers", default="ddim:10,ddim:25,dpmsolver:10,unipc:10", help="scheduler:steps[:spacing]")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    p.add_argument("--plot-samplers", default="ddim:10,unipc:10", help="the samplers the figure draws a line for")
+    p.add_argument("--plot-samplers", default="unipc:10,ddim:10", help="the samplers the figure draws a line for")
     p.add_argument("--out", type=Path, default=Path("docs/frontier"))
     args = p.parse_args()
     if args.threads:
