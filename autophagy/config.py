@@ -33,6 +33,10 @@ class RunConfig:
     sampler: str = _f("", "plain, sims, neon or a plug-in's sampler; empty = the regime's own sampler")
     plugins: tuple = _f((), "plug-in modules (dotted names or .py files) imported before validation; repeatable")
     init: str = _f("scratch", "scratch: each generation trains from scratch (MAD); previous: fine-tune θ_{t-1}")
+    finetune_epochs: float = _f(0.0, "--init previous: generations t >= 1 fine-tune θ_{t-1} for this many passes over D_t, "
+                                "ceil(epochs·|D_t| / batch_size) steps (Gillman et al.'s MNIST code: 1); 0 = train_steps")
+    finetune_learning_rate: float = _f(0.0, "--init previous: the learning rate of generations t >= 1 (Gillman et al.'s "
+                                       "MNIST code: the base's last rate over their --lr_divisor 20); 0 = learning_rate")
     allow_reuse: bool = _f(False, "fresh-data: draw real images with replacement when the pool runs out")
     skip_unreadable: bool = _f(False, "user data: skip images that cannot be decoded instead of stopping")
     # --- sizes of the sets
@@ -278,6 +282,15 @@ def validate(cfg: RunConfig) -> RunConfig:
         raise ConfigError(f"--label-dropout: {cfg.label_dropout!r} is not allowed; it must be in [0, 1)")
     if not (0 <= cfg.neon_learning_rate < 1):
         raise ConfigError(f"--neon-learning-rate: {cfg.neon_learning_rate!r} is not allowed; it must be in [0, 1) (0 = a tenth of --learning-rate)")
+    if not (0 <= cfg.finetune_epochs < float("inf")):
+        raise ConfigError(f"--finetune-epochs: {cfg.finetune_epochs!r} is not allowed; it must be a finite number >= 0")
+    if not (0 <= cfg.finetune_learning_rate < 1):
+        raise ConfigError(f"--finetune-learning-rate: {cfg.finetune_learning_rate!r} is not allowed; it must be in [0, 1) "
+                          f"(0 = --learning-rate)")
+    for name in ("finetune_epochs", "finetune_learning_rate"):
+        if getattr(cfg, name) and cfg.init != "previous":
+            raise ConfigError(f"--{name.replace('_', '-')}: {getattr(cfg, name)!r} needs --init previous (it sets how "
+                              f"generations t >= 1 fine-tune θ_(t-1)); --init is {cfg.init!r}")
     if not (0 < cfg.learning_rate < 1):
         raise ConfigError(f"--learning-rate: {cfg.learning_rate!r} is not allowed; it must be in (0, 1)")
     if not (0 <= cfg.ema_decay < 1):

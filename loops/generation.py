@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import time
 from pathlib import Path
 
@@ -62,18 +63,33 @@ class GenerationContext:
             parts.append(replaced[g] if g in replaced else images if indices is None else images[indices])
             labels.append(None if lab is None else (lab if indices is None else lab[indices]))
         all_labels = None if any(lab is None for lab in labels) else np.concatenate(labels)
-        return rows.TrainingData(np.concatenate(parts), all_labels, len(ts.real_indices),
-                                 sum(len(p) for p in parts[1:]), ts.info or {}, ts.train_steps or self.cfg.train_steps)
+        images = np.concatenate(parts)
+        return rows.TrainingData(images, all_labels, len(ts.real_indices), sum(len(p) for p in parts[1:]),
+                                 ts.info or {}, self.fine_tuning_steps(len(images)) or ts.train_steps or self.cfg.train_steps)
+
+    def fine_tuning(self) -> bool:
+        """Whether θ_t continues θ_{t-1} (--init previous, t >= 1) rather than starting from scratch."""
+        return self.cfg.init == "previous" and self.t > 0
+
+    def fine_tuning_steps(self, n_images: int) -> int:
+        """--finetune-epochs passes over D_t in steps (0: not set, or not fine-tuning): an epoch-based budget,
+        as Gillman et al.'s loop fine-tunes one epoch a generation; it replaces a regime's own step count."""
+        if not (self.fine_tuning() and self.cfg.finetune_epochs):
+            return 0
+        return max(1, math.ceil(self.cfg.finetune_epochs * n_images / self.cfg.batch_size))
 
     # --- models
     def base_model(self, data: rows.TrainingData) -> tuple[UNet2DModel, dict]:
         """θ_t: trained from scratch on D_t (MAD's protocol), or fine-tuned from θ_{t-1} with --init previous."""
         def make():
-            if self.cfg.init == "previous" and self.t > 0:
+            if self.fine_tuning():
                 return artifacts.load_unet(self.run_dir.check_model(self.t - 1))
             torch.manual_seed(seed_for(self.cfg.seed, "init", self.t))  # initial weights derive from integers
             return build_unet(self.cfg, self.run.real.channels, self.run.real.num_classes)
-        return artifacts.trained(self.state, self.cfg, self.run_dir.model_dir(self.t), make, data.images, data.labels,
+        cfg = self.cfg
+        if self.fine_tuning() and cfg.finetune_learning_rate:
+            cfg = dataclasses.replace(cfg, learning_rate=cfg.finetune_learning_rate)
+        return artifacts.trained(self.state, cfg, self.run_dir.model_dir(self.t), make, data.images, data.labels,
                                  train_steps=data.train_steps, seed_ints=(self.cfg.seed, self.t, BASE),
                                  checkpoint_dir=self.work_dir / "checkpoints_base", description=f"gen {self.t} train",
                                  legacy_stats=self.work_dir / "train.json")

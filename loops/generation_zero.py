@@ -20,9 +20,12 @@ def generation_zero_key(cfg: RunConfig) -> str:
     fields regimes read (they act from generation 1 on) and the fields of samplers other than this one."""
     sampler = sampler_of(cfg)
     values = dataclasses.asdict(dataclasses.replace(cfg, regime="", generations=1, sampler=sampler))
-    unused = (regime_fields() | sampler_fields()) - set(SAMPLERS[sampler].uses)
+    unused = (regime_fields() | sampler_fields() | FROM_GENERATION_ONE) - set(SAMPLERS[sampler].uses)
     return json.dumps({k: v for k, v in values.items() if k not in unused}, sort_keys=True)
 
+
+# Fields of the loop that act from generation 1 on: how θ_t starts and fine-tunes (θ_0 always trains from scratch).
+FROM_GENERATION_ONE = frozenset({"init", "finetune_epochs", "finetune_learning_rate"})
 
 # Fields that act only after θ_0 is trained: how it is sampled and how the samples are scored. (Not
 # here: anything that changes R_0 or the training, e.g. n_validation, which moves the split.)

@@ -258,3 +258,26 @@ def test_a_negative_n_eval_is_refused(capsys):
     code, err = refused(capsys, "run", "--regime", "fully-synthetic", "--generations", "1", "--n-eval", "-1",
                         "--preset", "micro")
     assert code == 2 and "--n-eval" in err and "-1" in err
+
+
+def test_init_previous_fine_tunes_its_epochs_over_d_t_at_its_own_rate(micro, tmp_path, monkeypatch):
+    from autophagy.config import ConfigError, validate
+    from loops.generation_zero import generation_zero_key
+    trained = []
+    real_train = artifacts.train_diffusion
+
+    def recording(model, images, labels, cfg, train_steps, *args, **kwargs):
+        trained.append((cfg.learning_rate, train_steps, len(images)))
+        return real_train(model, images, labels, cfg, train_steps, *args, **kwargs)
+    monkeypatch.setattr(artifacts, "train_diffusion", recording)
+    cfg = micro(regime="synthetic-augmentation", generations=3, init="previous", finetune_epochs=1.5,
+                finetune_learning_rate=1e-4)
+    run_loop(cfg, tmp_path / "gillman")
+    # generation 0 from scratch (30 steps at the base's rate); then 1.5 passes over |D_t| = 200 + 100 in batches of 16
+    assert trained == [(cfg.learning_rate, 30, 200), (1e-4, 29, 300), (1e-4, 29, 300)]
+    rows = [json.loads(line) for line in (tmp_path / "gillman" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["cost_train_images"] for r in rows] == [30 * 16, 29 * 16, 29 * 16]
+    # θ_0 is the same whatever later generations do, so sweeps share it
+    assert generation_zero_key(cfg) == generation_zero_key(micro(regime="synthetic-augmentation", generations=3))
+    with pytest.raises(ConfigError, match="--finetune-epochs: 1.0 needs --init previous"):
+        validate(micro(finetune_epochs=1.0))
