@@ -17,7 +17,8 @@ from loops.samplers import SAMPLERS, sampler_fields
 
 def generation_zero_key(cfg: RunConfig) -> str:
     """Everything generation 0 depends on: the config without the regime, the generation count, the
-    fields regimes read (they act from generation 1 on) and the fields of samplers other than this one."""
+    fields regimes read and those of how θ_t fine-tunes (both act from generation 1 on) and the fields of
+    samplers other than this one."""
     sampler = sampler_of(cfg)
     values = dataclasses.asdict(dataclasses.replace(cfg, regime="", generations=1, sampler=sampler))
     unused = (regime_fields() | sampler_fields() | FROM_GENERATION_ONE) - set(SAMPLERS[sampler].uses)
