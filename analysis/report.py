@@ -231,5 +231,5 @@ def save_png(figure, path: Path, dpi: int = 120) -> None:
 
     from PIL import Image
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi)
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")  # a legend of long labels stays whole
     Image.open(buffer).convert("RGB").quantize(256).save(path, optimize=True)
