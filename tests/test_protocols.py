@@ -273,11 +273,12 @@ def test_a_peak_test_asks_for_an_interior_maximum(tmp_path):
 
 def test_the_plan_identity_tells_what_ran_when_a_preset_moves(monkeypatch):
     """The protocol's identity is its text; the plan identity follows the settings its runs read: a moved
-    Neon w in the preset changes Neon's plan and not the plan of a protocol whose runs never read w."""
+    Neon setting in the preset (one neon-merge does not pin) changes Neon's plan and not the plan of a
+    protocol whose runs never read it."""
     from autophagy import config
     neon, prophylaxis = load_protocol("neon-merge"), load_protocol("sims-prophylaxis")
     before = plan_identity(plan(neon)[0]), plan_identity(plan(prophylaxis)[0])
-    monkeypatch.setitem(config.PRESETS, "cpu", {**config.PRESETS["cpu"], "neon_weight": 7.0})
+    monkeypatch.setitem(config.PRESETS, "cpu", {**config.PRESETS["cpu"], "neon_learning_rate": 5e-4})
     after = plan_identity(plan(neon)[0]), plan_identity(plan(prophylaxis)[0])
     assert after[0] != before[0] and after[1] == before[1]
     assert plan_identity(plan(prophylaxis, None, {"guidance_weight": 3.0})[0]) != before[1]
