@@ -134,18 +134,20 @@ class _Batches:
 
     def __call__(self, step: int, scheduler, cfg: RunConfig):
         device, n = self.data.device, self.per_rank
+        # drawn where the data lives: on a GPU nothing is drawn on the host and copied each step (one of the
+        # per-step costs that bound cifar10 training); on the CPU the draws are the same as ever
         gen = torch_generator(*self.seed_ints[:1], "train", *self.seed_ints[1:], step, self.rank,
-                              *([self.retries] if self.retries else []))
-        idx = torch.randint(0, len(self.data), (n,), generator=gen).to(device)
+                              *([self.retries] if self.retries else []), device=device)
+        idx = torch.randint(0, len(self.data), (n,), generator=gen, device=device)
         x0 = self.data[idx]
-        noise = torch.randn(x0.shape, generator=gen).to(device)
-        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=gen).to(device)
+        noise = torch.randn(x0.shape, generator=gen, device=device)
+        timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=gen, device=device)
         x_t = scheduler.add_noise(x0, noise, timesteps)
         target = noise if cfg.prediction_type == "epsilon" else scheduler.get_velocity(x0, noise, timesteps)
         cond = None
         if self.class_labels is not None:  # label dropout to the null class, for classifier-free guidance
             cond = self.class_labels[idx].clone()
-            cond[torch.rand(n, generator=gen).to(device) < cfg.label_dropout] = self.null_class
+            cond[torch.rand(n, generator=gen, device=device) < cfg.label_dropout] = self.null_class
         if cfg.channels_last:
             x_t = x_t.contiguous(memory_format=torch.channels_last)
         return x_t, timesteps, cond, target
@@ -203,7 +205,10 @@ def train_diffusion(
     scheduler = build_train_scheduler(cfg)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
+    # on a GPU, torch's fused AdamW (one kernel for all parameters, the same update); on the CPU the default
+    # implementation, whose bits every earlier run on a CPU was computed with
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.0,
+                                  fused=accelerator.device.type == "cuda")
     model, optimizer = accelerator.prepare(model, optimizer)
     ema = make_ema(accelerator.unwrap_model(model).parameters(), cfg)
     ema.to(accelerator.device)

@@ -2,6 +2,7 @@
 
     python benchmarks/bench_cifar10.py                      # on a GPU machine: times bf16 and fp32
     python benchmarks/bench_cifar10.py --time-on-cpu --steps 2 --samples 4 --batch-size 4 --sampling-steps 2  # smoke
+    python benchmarks/bench_cifar10.py --train-only --batch-sizes 128,256 --compile   # training throughput variants
 
 Counts the FLOPs of one forward pass of the preset's UNet2DModel (torch's FlopCounterMode), then
 times autophagy's own trainer (accelerate, EMA) and DDIM sampler on random images of the preset's
@@ -41,17 +42,36 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def train_images_per_s(cfg, steps: int, device: str) -> float:
+def train_images_per_s(cfg, steps: int, device: str, skip: int = 5) -> float:
+    """Images per second of steps skip+1 .. skip+steps of one training call: the setup, the first kernels,
+    the allocator's growth and (under --compile) the compilation fall into the skipped steps."""
     AcceleratorState._reset_state(True)  # accelerate fixes the precision once per process
     images = np.random.default_rng(0).integers(0, 256, (max(cfg.batch_size * 4, 64), 3, cfg.resolution, cfg.resolution),
                                                dtype=np.uint8)
-    model = build_unet(cfg, 3)
-    train_diffusion(model, images, None, cfg, 1, (0, 0, 0), None, "warm-up")  # kernels, allocator, compile
-    sync(device)
-    start = time.perf_counter()
-    train_diffusion(build_unet(cfg, 3), images, None, cfg, steps, (0, 0, 0), None, f"train {cfg.mixed_precision}")
-    sync(device)
-    return steps * cfg.batch_size / (time.perf_counter() - start)
+    stamps = {}
+
+    def on_step(done, _ema):
+        if done in (skip, skip + steps):
+            sync(device)
+            stamps[done] = time.perf_counter()
+
+    train_diffusion(build_unet(cfg, 3), images, None, cfg, skip + steps, (0, 0, 0), None,
+                    f"train {cfg.mixed_precision}", on_step=on_step)
+    return steps * cfg.batch_size / (stamps[skip + steps] - stamps[skip])
+
+
+def train_only(cfg, args, device: str) -> None:
+    """Training throughput of the preset at each batch size, eager and (with --compile) compiled."""
+    print(f"{'batch':>6} {'compile':>8} {'precision':>9} {'train img/s':>12} {'steps/s':>8}")
+    for batch in [int(b) for b in args.batch_sizes.split(",")]:
+        for compiled in ([True] if args.compile else [False]):
+            v = dataclasses.replace(cfg, batch_size=batch, compile=compiled)
+            try:
+                rate = train_images_per_s(v, args.steps, device)
+            except Exception as exc:  # noqa: BLE001 — one variant failing must not hide the others' figures
+                print(f"{batch:>6} {str(compiled):>8} {v.mixed_precision:>9} failed: {type(exc).__name__}: {exc}"[:300])
+                continue
+            print(f"{batch:>6} {str(compiled):>8} {v.mixed_precision:>9} {rate:12.1f} {rate / batch:8.2f}", flush=True)
 
 
 def sample_images_per_s(cfg, n_images: int, device: str, guided: bool) -> float:
@@ -79,6 +99,9 @@ def main():
     p.add_argument("--sampling-steps", type=int, help="override the preset's DDIM steps")
     p.add_argument("--channels-last", choices=("preset", "on", "off"), default="preset",
                    help="memory format of training and of the sampler's input (preset: on)")
+    p.add_argument("--train-only", action="store_true", help="time training alone, at each of --batch-sizes")
+    p.add_argument("--batch-sizes", default="128", help="with --train-only: comma-separated training batches")
+    p.add_argument("--compile", action="store_true", help="with --train-only: time the compiled model (torch.compile through accelerate) instead of eager")
     args = p.parse_args()
     overrides = {"batch_size": args.batch_size, "sampling_steps": args.sampling_steps}
     cfg = make_config("cifar10", **{k: v for k, v in overrides.items() if v})
@@ -102,7 +125,10 @@ def main():
         print("no GPU here: timings skipped (--time-on-cpu to time on the CPU anyway)")
         return
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
-    print(f"\ndevice {name}; {hardware.describe()}; channels_last {cfg.channels_last}")
+    print(f"\ndevice {name}; {hardware.describe()}; channels_last {cfg.channels_last}; torch {torch.__version__}")
+    if args.train_only:
+        train_only(cfg, args, device)
+        return
     print(f"{'precision':>9} {'train img/s':>12} {'sample img/s':>13} {'SIMS img/s':>11} "
           f"{'plain gen h':>12} {'SIMS gen h':>11}")
     for precision in ("bf16", "no"):
