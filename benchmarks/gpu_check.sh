@@ -6,7 +6,7 @@
 #     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl diffusers==0.42.1 clean-fid==0.1.35 \
 #     datasets==5.2.0 mlxtend "dill<0.4.2" "multiprocess<0.70.20" importlib_metadata
 #   mkdir -p .gpu && tar czf .gpu/mnist70k.tgz -C ~/.cache/autophagy/data mnist-70k   # after `autophagy fetch-data mnist-70k`
-#   mkdir -p .bench_old && git archive BASELINE_COMMIT autophagy loops | tar x -C .bench_old   # the trainer to compare against
+#   mkdir -p .bench_old && git archive 1a7dbc0 autophagy loops | tar x -C .bench_old   # the trainer before the GPU path (host draws, foreach AdamW)
 # then run `bash benchmarks/gpu_check.sh` there with carry [.whl, .gpu, .bench_old]. It prints, and writes to $OUT:
 #   1. cifar10 training images/s at batch 128 with the baseline's trainer and with this one (same machine);
 #   2. this trainer at batch 256 and 512, and compiled (torch.compile, inductor) at batch 128;
