@@ -61,17 +61,16 @@ def train_images_per_s(cfg, steps: int, device: str, skip: int = 5) -> float:
 
 
 def train_only(cfg, args, device: str) -> None:
-    """Training throughput of the preset at each batch size, eager and (with --compile) compiled."""
+    """Training throughput of the preset at each batch size, eager, or compiled under --compile."""
     print(f"{'batch':>6} {'compile':>8} {'precision':>9} {'train img/s':>12} {'steps/s':>8}")
     for batch in [int(b) for b in args.batch_sizes.split(",")]:
-        for compiled in ([True] if args.compile else [False]):
-            v = dataclasses.replace(cfg, batch_size=batch, compile=compiled)
-            try:
-                rate = train_images_per_s(v, args.steps, device)
-            except Exception as exc:  # noqa: BLE001 — one variant failing must not hide the others' figures
-                print(f"{batch:>6} {str(compiled):>8} {v.mixed_precision:>9} failed: {type(exc).__name__}: {exc}"[:300])
-                continue
-            print(f"{batch:>6} {str(compiled):>8} {v.mixed_precision:>9} {rate:12.1f} {rate / batch:8.2f}", flush=True)
+        v = dataclasses.replace(cfg, batch_size=batch, compile=args.compile)
+        try:
+            rate = train_images_per_s(v, args.steps, device)
+        except Exception as exc:  # noqa: BLE001 — one batch failing (out of memory) must not hide the others' figures
+            print(f"{batch:>6} {str(args.compile):>8} {v.mixed_precision:>9} failed: {type(exc).__name__}: {exc}"[:300])
+            continue
+        print(f"{batch:>6} {str(args.compile):>8} {v.mixed_precision:>9} {rate:12.1f} {rate / batch:8.2f}", flush=True)
 
 
 def sample_images_per_s(cfg, n_images: int, device: str, guided: bool) -> float:
@@ -125,7 +124,7 @@ def main():
         print("no GPU here: timings skipped (--time-on-cpu to time on the CPU anyway)")
         return
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
-    print(f"\ndevice {name}; {hardware.describe()}; channels_last {cfg.channels_last}; torch {torch.__version__}")
+    print(f"\ndevice {name}; {hardware.describe()}; channels_last {cfg.channels_last}")
     if args.train_only:
         train_only(cfg, args, device)
         return
