@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,30 @@ from autophagy.layout import BASELINE, CONFIG, METRICS_FILE, REPORT_METRICS, SAM
 METRICS = REPORT_METRICS  # what reports tabulate and plot (the run folder's contract, autophagy.layout)
 
 
-def _config(run: Path) -> dict:
+@dataclass(frozen=True)
+class Reading:
+    """How to read the configs of folders written by other preset versions, as the engine reads them
+    (the composition root fills it from `RunConfig` and the registrations): `defaults`, each field's
+    default, which is what a folder without the field meant; `method_fields`, the fields some registered
+    regime or sampler reads."""
+    defaults: dict = field(default_factory=dict)
+    method_fields: frozenset = frozenset()
+
+
+def _config(run: Path, rows: list[dict], reading: Reading | None = None) -> dict:
+    """The run's config columns. With a `reading`, as its methods read it, so that folders of different
+    preset versions compare by what they ran: a field the folder lacks takes its default, a method field
+    its regime and sampler do not read (its rows' `uses`) takes its default (as `loops.regimes.as_read`
+    does), and n_eval is the number of images scored (0 scores all of S_t)."""
     cfg = json.loads((run / CONFIG).read_text())
-    return {f"cfg_{k}": (",".join(map(str, v)) if isinstance(v, list) else v) for k, v in cfg.items()}
+    if reading is not None:
+        cfg = {**{k: v for k, v in reading.defaults.items() if k not in cfg}, **cfg}
+        uses = rows[0].get("uses") if rows else None
+        if isinstance(uses, dict):
+            cfg.update({f: reading.defaults[f] for f in reading.method_fields - set(uses) if f in reading.defaults})
+        if "n_eval" in cfg and "n_synthetic" in cfg:
+            cfg["n_eval"] = cfg["n_eval"] or cfg["n_synthetic"]
+    return {f"cfg_{k}": (",".join(map(str, v)) if isinstance(v, (list, tuple)) else v) for k, v in cfg.items()}
 
 
 def run_key(run: Path, rows: list[dict]) -> str:
@@ -41,8 +63,9 @@ def _rows(path: Path) -> list[dict]:
     return rows
 
 
-def load_runs(paths) -> pd.DataFrame:
-    """metrics.jsonl of every run folder, with `run` (folder name) and `cfg_*` config columns."""
+def load_runs(paths, reading: Reading | None = None) -> pd.DataFrame:
+    """metrics.jsonl of every run folder, with `run` (folder name) and `cfg_*` config columns (read as
+    `reading` says, when given)."""
     frames, seen = [], {}
     for path in map(Path, paths):
         rows = _rows(path)
@@ -58,7 +81,7 @@ def load_runs(paths) -> pd.DataFrame:
         df.insert(0, "run", path.name)
         df["run_order"] = len(frames)  # experiments keep the order the runs were given in
         df["run_dir"] = str(path)
-        for key, value in _config(path).items():
+        for key, value in _config(path, rows, reading).items():
             df[key] = value
         frames.append(df)
     if not frames:

@@ -16,7 +16,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.experiments import check_instruments, complete_seeds, control_of, label_experiments
-from analysis.load import METRICS, load_baselines, load_runs
+from analysis.load import METRICS, Reading, load_baselines, load_runs
 from analysis.plots import plot_curves, plot_sample_grid
 
 
@@ -169,12 +169,14 @@ def versus_markdown(versus: pd.DataFrame, metrics=("fid", "recall", "coverage", 
     return text
 
 
-def write_report(run_dirs, out, baseline: str | None = None, generation: int | None = None) -> Path:
+def write_report(run_dirs, out, baseline: str | None = None, generation: int | None = None,
+                 reading: Reading | None = None) -> Path:
     """comparison.csv/.md, versus.csv, curves.png and samples.png of the run folders into `out`; with
     `generation`, every experiment is reported at that generation (later ones are left out), so runs
-    extended to more generations can still be compared with shorter ones."""
+    extended to more generations can still be compared with shorter ones; `reading`: how to read the
+    configs of other preset versions (analysis.load.Reading)."""
     out = Path(out)
-    df = label_experiments(load_runs(run_dirs))
+    df = label_experiments(load_runs(run_dirs, reading))
     check_instruments(df)
     df, missing = complete_seeds(df, generation)
     if not len(df):

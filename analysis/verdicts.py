@@ -260,19 +260,19 @@ def describe_base(run_folder: Path) -> str:
 
 
 def protocol_verdict(finished: list[Path], experiment_of: dict[str, str], generations: int, tests: list[dict],
-                     method_point: str | None, control: str | None, report_dir: Path) -> dict:
+                     method_point: str | None, control: str | None, report_dir: Path, reading=None) -> dict:
     """A protocol's verdict from its finished run folders: the tests on each run's first `generations`
     rows (a longer run serves a shorter protocol; `longer_runs` names each with its length), the board
     figures when the protocol has a method point and a control, and the report in `report_dir`."""
     from analysis.load import load_runs
     from analysis.report import write_report
-    df = load_runs(finished)
+    df = load_runs(finished, reading)
     held = df.groupby("run_dir")["generation"].max() + 1
     longer = {folder: int(n) for folder, n in held.items() if n > generations}
     df = df[df["generation"] < generations].assign(experiment=lambda d: d["run"].map(experiment_of))
     verdict, results = decide(df, tests, generations)
     board = board_entry(df, method_point, control, generations - 1) if control else None
-    report = write_report(finished, report_dir, generation=generations - 1)
+    report = write_report(finished, report_dir, generation=generations - 1, reading=reading)
     bases = list(dict.fromkeys(describe_base(folder) for folder in finished))
     return {"verdict": verdict, "tests": results, "board": board, "base": "; ".join(bases),
             "runs": [str(p) for p in finished],

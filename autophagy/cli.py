@@ -280,6 +280,16 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _reading():
+    """How reports read the configs of folders from other preset versions: the engine's field defaults
+    and the fields the registered regimes and samplers read (plug-ins loaded by then included)."""
+    from analysis.load import Reading
+    from loops.regimes import regime_fields
+    from loops.samplers import sampler_fields
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    return Reading(defaults, frozenset(regime_fields() | sampler_fields()))
+
+
 def cmd_compare(args) -> int:
     from analysis.report import write_report
     from loops.compare import run_compare
@@ -296,7 +306,7 @@ def cmd_compare(args) -> int:
     configs = [validate_run(make_config(args.preset, regime=r, generations=args.generations, seed=s, **_overrides(args)))
                for r in regimes for s in seeds]
     run_dirs = run_compare(configs, out, workers, args.address)
-    print(f"report: {write_report(run_dirs, out / 'report')}")
+    print(f"report: {write_report(run_dirs, out / 'report', reading=_reading())}")
     return 0
 
 
@@ -316,7 +326,7 @@ def cmd_sweep(args) -> int:
     summary = run_sweep(runs, out, _workers(args.workers, len(runs)), args.address, grid, seeds)
     finished = [Path(s["run"]) for s in summary if (Path(s["run"]) / "metrics.jsonl").is_file()]
     if finished:
-        print(f"report: {write_report(finished, out / 'report', args.baseline)}")
+        print(f"report: {write_report(finished, out / 'report', args.baseline, reading=_reading())}")
     return 0 if all(s["state"] == "finished" for s in summary) else 1
 
 
@@ -337,7 +347,7 @@ def cmd_report(args) -> int:
         raise ConfigError(f"--generation: {args.generation} is not allowed; it must be an integer >= 0")
     out = args.out or args.runs[0].parent / "report"
     _check_out(out)
-    print(f"report: {write_report(args.runs, out, args.baseline, args.generation)}")
+    print(f"report: {write_report(args.runs, out, args.baseline, args.generation, _reading())}")
     return 0
 
 
@@ -379,7 +389,7 @@ def _protocol_run(args) -> int:
     _check_out(out)
     tag, finished, failed = run_protocol(protocol, runs, smoke, out, _workers(args.workers, len(runs)), args.address)
     found = protocol_verdict(finished, experiment_of, runs[0][1].generations, protocol.tests, protocol.method_point,
-                             board_control(protocol), out / f"report-{tag}")
+                             board_control(protocol), out / f"report-{tag}", _reading())
     values = {"protocol": protocol.id, "identity": protocol.identity, "claim": protocol.claim,
               "source": protocol.source, "verdict": found.pop("verdict"), "smoke": smoke,
               "settings": {"preset": args.preset or protocol.preset,

@@ -92,6 +92,29 @@ def _run(folder, seed, rows, **cfg):
     return folder
 
 
+def test_folders_of_other_preset_versions_are_read_as_their_methods_read_them(tmp_path):
+    """Synthetic-augmentation folders of a preset that had Neon's w = 4 and no n_eval or finetune_epochs
+    field, and of today's (w = 2, n_eval = n_synthetic = 1,000, finetune_epochs = 0, the field's default):
+    no synthetic-augmentation run reads w, and both scored all 1,000 images, so with the engine's reading
+    they are one experiment and a fully-synthetic run is labelled by its regime alone; read raw, the
+    same folders split into experiments labelled by settings no run reads."""
+    from analysis.experiments import label_experiments
+    from analysis.load import load_runs
+    from autophagy.cli import _reading
+    runs = [_run(tmp_path / f"old-s{s}", s, [5.0, 9.0], regime="synthetic-augmentation", neon_weight=4.0,
+                 n_synthetic=1000) for s in (0, 1)]
+    runs += [_run(tmp_path / f"new-s{s}", s, [5.0, 8.0], regime="synthetic-augmentation", neon_weight=2.0,
+                  n_synthetic=1000, n_eval=1000, finetune_epochs=0.0) for s in (2, 3)]
+    runs += [_run(tmp_path / "fully-s0", 0, [5.0, 20.0], regime="fully-synthetic", neon_weight=2.0,
+                  n_synthetic=1000, n_eval=1000, finetune_epochs=0.0)]
+    read = label_experiments(load_runs(runs, _reading()))
+    assert sorted(read["experiment"].unique()) == ["fully-synthetic", "synthetic-augmentation"]
+    assert sorted(read[read.experiment == "synthetic-augmentation"]["seed"].unique()) == [0, 1, 2, 3]
+    raw = label_experiments(load_runs(runs))
+    labels = raw[raw.cfg_regime == "synthetic-augmentation"]["experiment"].unique()
+    assert len(labels) == 2 and all("w=" in label for label in labels)
+
+
 def test_runs_differing_only_in_omega_are_two_experiments_and_paired_by_hand(tmp_path):
     """Two ω on three shared seeds: the per-seed differences of the last FID are 1, 2, 6; mean 3,
     sem = sqrt(7)/sqrt(3), t(0.975, 2) = 4.3027 (tables), paired t = 3 / sem; with 2 degrees of freedom
