@@ -177,15 +177,26 @@ def curated(t: int, draws: RealDraws) -> TrainingSet:
                        {"curation_kept_fraction": keep / len(images), "curation_kept_histogram": histogram})
 
 
+def growing_steps(t: int, cfg) -> dict:
+    """The training budget of accumulate-growing's generation t: train_steps · |D_t| / |D_0| with
+    |D_t| = n_real + t · n_synthetic, and its scale (for the row)."""
+    scale = (cfg.n_real + t * cfg.n_synthetic) / cfg.n_real
+    return {"train_steps": int(round(cfg.train_steps * scale)), "train_steps_scale": scale}
+
+
 def accumulate_growing(t: int, draws: RealDraws) -> TrainingSet:
     """Gerstgrasser et al. 2024: R_0 ∪ S_0 ∪ … ∪ S_{t-1}, trained for train_steps · |D_t| / |D_0| steps, so
     every image is seen as often as in generation 0 (their stability result assumes training grows with
     the data)."""
-    cfg = draws.cfg
-    size = cfg.n_real + t * cfg.n_synthetic
-    steps = int(round(cfg.train_steps * size / cfg.n_real))
-    return TrainingSet(draws.draw(0), tuple(range(t)), train_steps=steps,
-                       info={"train_steps": steps, "train_steps_scale": size / cfg.n_real})
+    budget = growing_steps(t, draws.cfg)
+    return TrainingSet(draws.draw(0), tuple(range(t)), train_steps=budget["train_steps"], info=budget)
+
+
+def augmentation_growing(t: int, draws: RealDraws) -> TrainingSet:
+    """The budget control of accumulate-growing: synthetic-augmentation's R_0 ∪ S_{t-1}, trained for as
+    many steps as accumulate-growing's generation t, so the two differ only in keeping the older S_g."""
+    budget = growing_steps(t, draws.cfg)
+    return TrainingSet(draws.draw(0), (t - 1,), train_steps=budget["train_steps"], info=budget)
 
 
 def self_correcting(t: int, draws: RealDraws) -> TrainingSet:
@@ -239,6 +250,8 @@ register_regime("neon", lambda t, d: TrainingSet(d.draw(0), (t - 1,)), sampler="
                 description="D_t = R_0 ∪ S_{t-1}, S_t drawn with Neon's merged model (Neon)")
 register_regime("accumulate-growing", accumulate_growing, control="accumulate",
                 description="accumulate with training steps scaled by |D_t| / |D_0| (Gerstgrasser et al.)")
+register_regime("synthetic-augmentation-growing", augmentation_growing,
+                description="R_0 ∪ S_{t-1} trained as long as accumulate-growing's generation t (its budget control)")
 register_regime("curated-balanced", curated_balanced, uses=("curation_keep",), control="synthetic-augmentation",
                 description="D_t = R_0 ∪ top-q of each predicted class of S_{t-1} (class-balanced curation)")
 register_regime("self-correcting", self_correcting, uses=("correction", "correction_strength", "correction_clusters"),

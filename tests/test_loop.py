@@ -108,6 +108,7 @@ def test_every_regime_runs_three_generations(micro, tmp_path, regime):
                 "neon": ([200, 200, 200], [0, n, n]), "curated": ([200, 200, 200], [0, n // 2, n // 2]),
                 "fresh-data": ([200, 50, 50], [0, n, n]), "accumulate": ([200, 200, 200], [0, n, 2 * n]),
                 "accumulate-growing": ([200, 200, 200], [0, n, 2 * n]),
+                "synthetic-augmentation-growing": ([200, 200, 200], [0, n, n]),
                 "self-correcting": ([200, 200, 200], [0, n, n])}.get(regime)
     if regime == "accumulate-subsample":  # the fixed budget n_real + n_synthetic, drawn from R_0 and S_0..S_{t-1}
         assert [a + b for a, b in zip(real, synth)] == [200, 300, 300] and synth[2] > 0
@@ -121,7 +122,7 @@ def test_every_regime_runs_three_generations(micro, tmp_path, regime):
     if regime == "sims":
         assert (tmp_path / regime / "gen_002" / "aux_model" / "unet").is_dir()
         assert all(r["sampler"] == "sims" and r["guidance_weight"] == cfg.guidance_weight for r in rows)
-    if regime == "accumulate-growing":  # 30 steps for 200 images, 45 for 300, 60 for 400
+    if regime in ("accumulate-growing", "synthetic-augmentation-growing"):  # 30 steps, then 45 and 60 as |D_t| would grow
         assert [r.get("train_steps", cfg.train_steps) for r in rows] == [30, 45, 60]
         assert [r["cost_train_images"] for r in rows] == [s * cfg.batch_size for s in (30, 45, 60)]
 

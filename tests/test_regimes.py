@@ -134,6 +134,15 @@ def test_accumulate_growing_trains_in_proportion_to_its_data():
     assert REGIMES["accumulate-growing"].training_set(0, d).train_steps is None  # generation 0: the preset's
 
 
+def test_the_growing_budget_control_trains_as_long_as_accumulate_growing_on_the_last_sample_only():
+    cfg, d = draws("synthetic-augmentation-growing", n_synthetic=250)
+    for t in range(1, 5):
+        control = REGIMES["synthetic-augmentation-growing"].training_set(t, d)
+        accumulating = REGIMES["accumulate-growing"].training_set(t, d)
+        assert control.synthetic_generations == (t - 1,) and np.array_equal(control.real_indices, d.draw(0))
+        assert control.train_steps == accumulating.train_steps == round(cfg.train_steps * (1 + t * 250 / cfg.n_real))
+
+
 def test_balanced_curation_keeps_the_top_q_of_every_class():
     cfg = make_config("micro", regime="curated-balanced", generations=3, curation_keep=0.3)
     rng = np.random.default_rng(1)
