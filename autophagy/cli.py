@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = sub.add_parser("sweep", help="run a grid of settings x seeds (Ray tasks) and write the report")
     sweep.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2",
-                       help="a run setting and its values (repeatable; the regime too)")
+                       help="a run setting and its values (repeatable; the regime too); a per-class setting "
+                            "(--class-weights, --target-distribution) separates its values by ';'")
     sweep.add_argument("--regime", default="fully-synthetic", help="regime when --grid does not sweep it")
     sweep.add_argument("--generations", type=int, required=True, help="number of generations G")
     sweep.add_argument("--seeds", default="0", help="comma-separated run seeds (default: 0)")

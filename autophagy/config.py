@@ -305,6 +305,10 @@ def validate(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
+# fields that hold one comma-separated number per class (a sweep separates their values by ";")
+PER_CLASS_FIELDS = ("class_weights", "target_distribution")
+
+
 def _per_class(flag: str, text: str, what: str) -> tuple[float, ...]:
     """A comma-separated number per class (--class-weights, --target-distribution); () when empty."""
     if not text:

@@ -20,13 +20,14 @@ import traceback
 from pathlib import Path
 
 from autophagy import faults
-from autophagy.config import ConfigError, RunConfig
+from autophagy.config import PER_CLASS_FIELDS, ConfigError, RunConfig
 from autophagy.rundir import RunDir, RunInUse, atomic_write_text
 from loops.generation_zero import base_key, generation_zero_key, model_key, reuse_generation_zero, share_models
 
 
 def parse_grid(items: list[str]) -> dict[str, list]:
-    """['guidance-weight=0.5,1', 'regime=sims'] -> {'guidance_weight': [0.5, 1.0], 'regime': ['sims']}."""
+    """['guidance-weight=0.5,1', 'regime=sims'] -> {'guidance_weight': [0.5, 1.0], 'regime': ['sims']};
+    a per-class field's values are separated by ';' ('target-distribution=0.5,0.5;0.9,0.1')."""
     fields = {f.name: f for f in dataclasses.fields(RunConfig)}
     grid = {}
     for item in items:
@@ -42,8 +43,9 @@ def parse_grid(items: list[str]) -> dict[str, list]:
                 "bool": lambda v: {"true": True, "false": False, "1": True, "0": False}[v.lower()]}.get(str(fields[name].type))
         if kind is None:
             raise ConfigError(f"--grid: {name} cannot be swept")
+        separator = ";" if name in PER_CLASS_FIELDS else ","  # a per-class value holds commas itself
         try:
-            grid[name] = [kind(v.strip()) for v in values.split(",") if v.strip()]
+            grid[name] = [kind(v.strip()) for v in values.split(separator) if v.strip()]
         except (ValueError, KeyError):
             raise ConfigError(f"--grid: {item!r} holds a value that is not a {fields[name].type}") from None
         if not grid[name]:

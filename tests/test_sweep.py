@@ -22,6 +22,17 @@ def swept(tmp_path_factory):
     return out, runs, summary
 
 
+def test_a_per_class_setting_is_swept_by_semicolons():
+    """A target distribution holds commas itself: its grid values are separated by ';', each a whole
+    distribution that validation accepts (split on commas, it would be ten one-number 'distributions')."""
+    from autophagy.config import target_probabilities
+    grid = parse_grid(["target-distribution=0.5,0.5,0,0,0,0,0,0,0,0;0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1",
+                       "guidance-weight=1,2"])
+    assert grid["target_distribution"] == ["0.5,0.5,0,0,0,0,0,0,0,0", "0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1,0.1"]
+    runs = expand(make_config("micro", regime="sims", generations=1), grid, [0])
+    assert len(runs) == 4 and [target_probabilities(cfg)[0] for _, cfg in runs].count(0.5) == 2
+
+
 def test_every_run_finishes_with_its_points_config(swept):
     out, runs, summary = swept
     assert len(runs) == 4 and all(s["state"] == "finished" for s in summary)
