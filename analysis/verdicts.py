@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.load import Reading
 from analysis.report import interval
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
@@ -260,7 +261,7 @@ def describe_base(run_folder: Path) -> str:
 
 
 def protocol_verdict(finished: list[Path], experiment_of: dict[str, str], generations: int, tests: list[dict],
-                     method_point: str | None, control: str | None, report_dir: Path, reading=None) -> dict:
+                     method_point: str | None, control: str | None, report_dir: Path, reading: Reading | None = None) -> dict:
     """A protocol's verdict from its finished run folders: the tests on each run's first `generations`
     rows (a longer run serves a shorter protocol; `longer_runs` names each with its length), the board
     figures when the protocol has a method point and a control, and the report in `report_dir`."""
