@@ -53,9 +53,9 @@ def parse_rows(text: str) -> list[dict]:
 
 # --- the metric keys of a row
 METRIC_KEYS = ("fid", "kid", "precision", "recall", "density", "coverage")   # autophagy.metrics.compute_metrics
-HEALTH_KEYS = METRIC_KEYS                      # scored again on a guided run's unguided draws, as plain_<key>
-HEALTH_PREFIX = "plain_"                       # row keys stay as they were: plain_* is the model's own health
 CLASS_KEYS = ("class_histogram", "classes_covered", "class_entropy")         # lenet space only
+HEALTH_KEYS = (*METRIC_KEYS, *CLASS_KEYS)      # scored again on a guided run's unguided draws, as plain_<key>
+HEALTH_PREFIX = "plain_"                       # row keys stay as they were: plain_* is the model's own health
 DISTRIBUTION_KEYS = ("target_tv", "target_fid", "rejection_target_tv", "rejection_target_fid")  # distribution shifting
 # what reports tabulate and plot, in this order
 REPORT_METRICS = (*METRIC_KEYS, "classes_covered", "memorization", "target_tv", "target_fid",

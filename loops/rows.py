@@ -60,8 +60,7 @@ def target_scores(cfg, scores: dict, scorer, samples, health, t: int = 0) -> dic
         histogram = np.bincount(classes, minlength=len(q))[:len(q)]
         kept = rejection_subset(classes, q, rng_for(cfg.seed, "rejection", t))
         out.update({HEALTH_PREFIX + "target_tv": total_variation(histogram, q),
-                    HEALTH_PREFIX + "target_fid": scorer.target_fid(health, q),
-                    HEALTH_PREFIX + "class_histogram": histogram.tolist(), "rejection_n": len(kept)})
+                    HEALTH_PREFIX + "target_fid": scorer.target_fid(health, q), "rejection_n": len(kept)})
         if len(kept) > 1:
             rejected = np.bincount(classes[kept], minlength=len(q))[:len(q)]
             out.update({"rejection_target_tv": total_variation(rejected, q),

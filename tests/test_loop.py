@@ -122,6 +122,9 @@ def test_every_regime_runs_three_generations(micro, tmp_path, regime):
     if regime == "sims":
         assert (tmp_path / regime / "gen_002" / "aux_model" / "unet").is_dir()
         assert all(r["sampler"] == "sims" and r["guidance_weight"] == cfg.guidance_weight for r in rows)
+        for t, r in enumerate(rows):  # the unguided health draws' class mix, with or without a target
+            with np.load(tmp_path / regime / f"gen_{t:03d}" / "plain_samples.npz") as z:
+                assert sum(r["plain_class_histogram"]) == len(z["images"]) and r["plain_classes_covered"] > 0
     if regime in ("accumulate-growing", "synthetic-augmentation-growing"):  # 30 steps, then 45 and 60 as |D_t| would grow
         assert [r.get("train_steps", cfg.train_steps) for r in rows] == [30, 45, 60]
         assert [r["cost_train_images"] for r in rows] == [s * cfg.batch_size for s in (30, 45, 60)]
