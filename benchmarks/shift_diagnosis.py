@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from autophagy import threads
 from autophagy.config import RunConfig
 from autophagy.features import train_lenet
 from autophagy.sampling import GuidedDenoiser, sample_chunks
@@ -66,7 +65,6 @@ def main() -> None:
     lenet = train_lenet(real)
     k = real.num_classes
     base = load_unet(args.run / "gen_000" / "model").eval()
-    torch.manual_seed(0)
 
     own = draw(GuidedDenoiser(base), cfg, args.n, "plain")
     pi_r = mix(lenet.classify(own), k)
@@ -79,7 +77,7 @@ def main() -> None:
         chosen = shift_indices(source_classes, q, omega, np.random.default_rng(0))
         pi_s = mix(source_classes[chosen], k)
         for steps in [int(s) for s in args.aux_steps.split(",")]:
-            aux, _ = train_diffusion(copy.deepcopy(base), aux_set_source[chosen], None, dataclasses.replace(cfg),
+            aux, _ = train_diffusion(copy.deepcopy(base), aux_set_source[chosen], None, cfg,
                                      steps, (cfg.seed, 0, 99), description=f"aux ω={omega:g} {steps} steps")
             aux.eval()
             pi_a = mix(lenet.classify(draw(GuidedDenoiser(aux), cfg, args.n, "aux_own")), k)
@@ -100,4 +98,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with threads.claim():  # a share of the cores by what else autophagy runs here, as a run takes
+        main()
