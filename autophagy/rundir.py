@@ -145,17 +145,22 @@ class RunDir:
         config to what it means on this data, e.g. `--features auto` to lenet), or that is not a run
         folder; write config.json (with the process count, which is recorded but may change on resume)."""
         self.check_is_run_folder()
-        saved = None if overwrite else self.saved_config()
+        saved = None if overwrite else self.check_config(cfg, resolve)
+        if saved is not None and saved.generations >= cfg.generations:
+            return
+        atomic_write_text(self.marker_path, "made by autophagy: --overwrite may delete this folder's contents\n")
+        values = {**json.loads(cfg.to_json()), "num_processes": num_processes}
+        atomic_write_text(self.config_path, json.dumps(values, indent=2, sort_keys=True) + "\n")
+
+    def check_config(self, cfg: RunConfig, resolve=None) -> RunConfig | None:
+        """The saved config (None when there is none), refused when its settings differ from `cfg`'s."""
+        saved = self.saved_config()
         if saved is not None:
             diff = config_differences(*map(resolve, (saved, cfg))) if resolve else config_differences(saved, cfg)
             if diff:
                 raise ConfigError(f"--out: run folder {str(self.root)!r} holds a run with other settings "
                                   f"({'; '.join(diff)}); pass --overwrite to replace it or choose another --out")
-            if saved.generations >= cfg.generations:
-                return
-        atomic_write_text(self.marker_path, "made by autophagy: --overwrite may delete this folder's contents\n")
-        values = {**json.loads(cfg.to_json()), "num_processes": num_processes}
-        atomic_write_text(self.config_path, json.dumps(values, indent=2, sort_keys=True) + "\n")
+        return saved
 
     def check_is_run_folder(self) -> None:
         """A folder that holds files is written into only when autophagy made it (its marker, or a run

@@ -23,6 +23,7 @@ from autophagy import faults
 from autophagy.config import PER_CLASS_FIELDS, ConfigError, RunConfig
 from autophagy.rundir import RunDir, RunInUse, atomic_write_text
 from loops.generation_zero import base_key, generation_zero_key, model_key, reuse_generation_zero, share_models
+from loops.regimes import as_read
 
 
 def parse_grid(items: list[str]) -> dict[str, list]:
@@ -166,8 +167,9 @@ def run_sweep(runs: list[tuple[str, RunConfig]], out: Path | str, workers: int =
     from loops.run import load_data_for, process_state as _process_state
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for _, cfg in runs:  # fail fast on every run's data before any training
-        load_data_for(cfg)
+    for name, cfg in runs:  # fail fast on every run's data and folder before any training: a folder that
+        load_data_for(cfg)  # holds a run with other settings (a protocol's earlier version) is refused here,
+        RunDir(out / name).check_config(cfg, resolve=as_read)  # not after other runs have trained
     if _process_state().is_main_process:
         atomic_write_text(out / record, json.dumps({
             "grid": grid or {}, "seeds": seeds or sorted({c.seed for _, c in runs}),

@@ -173,3 +173,25 @@ def test_a_run_another_process_holds_is_waited_for_not_failed(tmp_path):
     assert summary[0]["state"] == "finished", summary
     assert any("in use by another autophagy process; waiting" in line for line in lines)
     assert (tmp_path / "control-s0" / "metrics.jsonl").read_bytes() == rows
+
+
+def test_a_folder_holding_other_settings_is_refused_before_anything_trains(tmp_path, capsys, monkeypatch):
+    """A protocol's new version run into its earlier version's folder (the same run names, other settings):
+    one line naming the folder, exit 2, before any run trains, and the earlier run left as it was."""
+    import dataclasses
+
+    from autophagy.rundir import RunDir
+    calls = []
+    monkeypatch.setattr(artifacts, "train_diffusion", lambda *a, **k: calls.append(a[-1]))
+    runs = expand(make_config("micro", regime="fully-synthetic", generations=1),
+                  parse_grid(["learning-rate=0.002,0.003"]), [0])
+    earlier = RunDir(tmp_path / "sweep" / runs[1][0])
+    earlier.root.mkdir(parents=True)
+    earlier.check_or_write_config(dataclasses.replace(runs[1][1], batch_size=8))
+    saved = earlier.config_path.read_bytes()
+    code, err = refused(capsys, "sweep", "--grid", "learning-rate=0.002,0.003", "--regime", "fully-synthetic",
+                        "--generations", "1", "--preset", "micro", "--out", tmp_path / "sweep")
+    assert code == 2 and runs[1][0] in err and "other settings" in err and "batch_size" in err
+    assert err.count("\n") == 1
+    assert calls == [] and not (tmp_path / "sweep" / runs[0][0]).exists()
+    assert earlier.config_path.read_bytes() == saved
