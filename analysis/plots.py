@@ -26,11 +26,15 @@ def plot_curves(df: pd.DataFrame, baselines: pd.DataFrame | None = None, metrics
     n_seeds = df.groupby(key)["seed"].nunique()
     cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     colours = {e: cycle[i % len(cycle)] for i, e in enumerate(dict.fromkeys(df[key]))}  # one colour per experiment
+    one_generation = df["generation"].nunique() == 1  # a one-generation protocol: points, not curves
     for ax, metric in zip(axes.flat, metrics):
-        for regime, group in df.groupby(key, sort=False):
+        for position, (regime, group) in enumerate(df.groupby(key, sort=False)):
             column = metric
             if metric.startswith("plain_") and group[metric].isna().all() and (group.get("sampler") == "plain").all():
                 column = metric.removeprefix("plain_")  # an unguided loop's own samples are plain draws of θ_t
+            if one_generation:
+                _seed_points(ax, group[column].dropna(), position, regime, colours[regime])
+                continue
             stats = group.groupby("generation")[column].agg(["mean", "std"])
             if stats["mean"].isna().all():
                 continue
@@ -39,10 +43,14 @@ def plot_curves(df: pd.DataFrame, baselines: pd.DataFrame | None = None, metrics
                 low, high = BOUNDS.get(metric, (None, None))
                 band = (stats["mean"] - stats["std"]).clip(lower=low), (stats["mean"] + stats["std"]).clip(upper=high)
                 ax.fill_between(stats.index, *band, color=line.get_color(), alpha=0.2)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if one_generation:
+            ax.set_xticks([])
+            ax.set_xlim(-0.6, len(colours) - 0.4)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if baselines is not None and metric in baselines.columns and len(baselines):
             ax.axhline(baselines[metric].mean(), color="k", ls="--", lw=1, label="real vs real")
-        ax.set_xlabel("generation")
+        ax.set_xlabel(f"generation {df['generation'].iloc[0]}" if one_generation else "generation")
         ax.set_title(LABELS.get(metric, metric))
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(metrics):]:
@@ -54,11 +62,26 @@ def plot_curves(df: pd.DataFrame, baselines: pd.DataFrame | None = None, metrics
                 handles.append(h)
                 labels.append(label)
     seeds_text = f"{n_seeds.min()}" if n_seeds.min() == n_seeds.max() else f"{n_seeds.min()}–{n_seeds.max()}"
-    band_text = "; band: ± 1 std across seeds" if n_seeds.max() >= 2 else " (one seed: no band)"
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), frameon=False,
-               title=f"line: mean over {seeds_text} seed(s){band_text}")
+    if one_generation:
+        title = f"dots: each of {seeds_text} seed(s); marker and bar: mean ± 1 std across seeds"
+    else:
+        band_text = "; band: ± 1 std across seeds" if n_seeds.max() >= 2 else " (one seed: no band)"
+        title = f"line: mean over {seeds_text} seed(s){band_text}"
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4 if not one_generation else 1),
+               frameon=False, title=title)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
+
+
+def _seed_points(ax, values: pd.Series, position: int, label: str, colour) -> None:
+    """One experiment of a one-generation report at x = `position`: every seed's value as a dot beside
+    the mean, with a ± 1 std bar where there are two seeds or more."""
+    if values.empty:
+        return
+    offsets = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else np.zeros(1)
+    ax.scatter(position + 0.25 + offsets, values, s=12, color=colour, alpha=0.6, zorder=3)
+    std = values.std() if len(values) >= 2 else None
+    ax.errorbar(position, values.mean(), yerr=std, fmt="o", ms=6, capsize=4, color=colour, label=label, zorder=4)
 
 
 def _tile(images: np.ndarray, side: int) -> np.ndarray:

@@ -251,3 +251,24 @@ def test_a_ratio_every_seed_agrees_on_has_a_point_interval_without_a_warning():
         assert ratio_interval(pd.Series([1.0, 1.0, 1.0])) == (1.0, 1.0)
         low, high = ratio_interval(pd.Series([1.0, 2.0, 3.0]))
     assert low < 2.0 < high and np.isnan(ratio_interval(pd.Series([2.0]))).all()
+
+
+def test_a_one_generation_report_draws_each_seed_as_a_point_not_a_curve():
+    """A one-generation protocol (the distribution-shift ones) has no curve to draw: each experiment is a
+    mean with a ± std bar and one dot per seed; a longer report keeps its curves."""
+    import matplotlib.pyplot as plt
+
+    from analysis.plots import plot_curves
+    rows = [{"experiment": e, "seed": s, "generation": 0, "fid": 10.0 * (e == "b") + s, "sampler": "plain"}
+            for e in "ab" for s in range(3)]
+    fig = plot_curves(pd.DataFrame(rows), metrics=["fid"])
+    ax = fig.axes[0]
+    dots = [c for c in ax.collections if len(c.get_offsets()) == 3]
+    assert len(dots) == 2   # one scatter of three seeds per experiment
+    assert sorted(dots[1].get_offsets()[:, 1]) == [10.0, 11.0, 12.0]
+    assert ax.get_xlabel() == "generation 0" and not list(ax.get_xticks())
+    plt.close(fig)
+    longer = pd.DataFrame([{**r, "generation": g} for r in rows for g in range(2)])
+    fig = plot_curves(longer, metrics=["fid"])
+    assert fig.axes[0].get_xlabel() == "generation" and len(fig.axes[0].lines) == 2
+    plt.close(fig)
