@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--aux-steps", default="100,1000")
     parser.add_argument("--omegas", default="2,4,8")
     parser.add_argument("--n", type=int, default=1000, help="draws per measured mix")
+    parser.add_argument("--exaggeration", type=float, default=1.0, help="κ of the auxiliary mix (--shift-exaggeration)")
     args = parser.parse_args()
 
     cfg = RunConfig.from_dict(json.loads((args.run / "config.json").read_text()))
@@ -68,13 +69,13 @@ def main() -> None:
 
     own = draw(GuidedDenoiser(base), cfg, args.n, "plain")
     pi_r = mix(lenet.classify(own), k)
-    print(f"target q       {np.round(q, 3)}")
+    print(f"target q       {np.round(q, 3)}  (κ = {args.exaggeration:g})")
     print(f"base own π_r   {np.round(pi_r, 3)}  TV to q {tv(pi_r, q):.3f}")
     aux_set_source = draw(GuidedDenoiser(base), cfg, cfg.n_aux, "aux_sample")
     source_classes = lenet.classify(aux_set_source)
     rows = []
     for omega in [float(w) for w in args.omegas.split(",")]:
-        chosen = shift_indices(source_classes, q, omega, np.random.default_rng(0))
+        chosen = shift_indices(source_classes, q, omega, np.random.default_rng(0), args.exaggeration)
         pi_s = mix(source_classes[chosen], k)
         for steps in [int(s) for s in args.aux_steps.split(",")]:
             aux, _ = train_diffusion(copy.deepcopy(base), aux_set_source[chosen], None, cfg,
