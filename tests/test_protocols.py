@@ -299,3 +299,18 @@ def test_the_ledger_keeps_a_figure_when_its_verdict_is_kept_without_the_report(t
     assert main(["protocol", "ledger", str(kept / "verdict-x@1.json"), "--out", str(ledger)]) == 0
     assert "![x@1](claims/x@1.png)" in ledger.read_text()
     assert (tmp_path / "docs" / "claims" / "x@1.png").read_bytes() == b"png"
+
+
+def test_the_record_a_protocol_run_keeps_in_its_folder_loads_as_that_protocol(tmp_path):
+    """An earlier version is run again from its own folder's protocol-NAME@VERSION.json (a path with an
+    @ in its name, the protocol wrapped with its identity); a tampered record is still refused."""
+    from loops.protocols import RECORD_KEYS
+    original = json.loads((HERE / "mad-fully-synthetic.json").read_text())
+    protocol = load_protocol("mad-fully-synthetic")
+    record = tmp_path / f"protocol-{protocol.id}.json"
+    record.write_text(json.dumps(dict(zip(RECORD_KEYS, (protocol.id, protocol.identity, False, original)))))
+    assert load_protocol(str(record)).identity == protocol.identity
+    record.write_text(json.dumps(dict(zip(RECORD_KEYS, (protocol.id, protocol.identity, False,
+                                                        {**original, "generations": 11})))))
+    with pytest.raises(ConfigError, match="differs from the published mad-fully-synthetic@1"):
+        load_protocol(str(record))

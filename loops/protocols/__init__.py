@@ -33,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 PUBLISHED = HERE / "versions.json"
 TEST_KINDS = ("change", "compare", "within", "decay", "peak")  # analysis.verdicts
 KEYS = ("name", "version", "claim", "source", "preset", "overrides", "points", "seeds", "generations", "tests")
+RECORD_KEYS = ("protocol", "identity", "smoke", "values")  # protocol-NAME@VERSION.json in a protocol's folder
 OPTIONAL = ("method_point", "method", "notes")
 
 
@@ -63,19 +64,23 @@ def shipped() -> list[str]:
 
 
 def load_protocol(name_or_file: str) -> Protocol:
-    """A shipped protocol by name (`mad-fully-synthetic` or `mad-fully-synthetic@1`), or a protocol file;
-    checked for its keys and against the published identity of its name@version."""
+    """A shipped protocol by name (`mad-fully-synthetic` or `mad-fully-synthetic@1`), or a protocol file
+    (also the `protocol-NAME@VERSION.json` record a protocol run keeps in its folder, so that an earlier
+    version can be run again there); checked for its keys and against the published identity of its
+    name@version."""
     name, _, version = name_or_file.partition("@")
     path = HERE / f"{name}.json"
-    if not path.is_file():
-        path = Path(name_or_file)
-        if not path.is_file():
-            raise ConfigError(f"protocol: {name_or_file!r} is neither a shipped protocol ({', '.join(shipped())}) "
-                              f"nor a protocol file")
+    if name not in shipped() and Path(name_or_file).is_file():  # a file, whose name may hold an @
+        path, version = Path(name_or_file), ""
+    elif name not in shipped():
+        raise ConfigError(f"protocol: {name_or_file!r} is neither a shipped protocol ({', '.join(shipped())}) "
+                          f"nor a protocol file")
     try:
         values = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"protocol: {str(path)!r} is not readable JSON ({type(exc).__name__})") from None
+    if isinstance(values, dict) and set(values) == set(RECORD_KEYS):  # a run folder's record of what it ran
+        values = values["values"]
     protocol = Protocol(check_keys(values, str(path)))
     if version and str(protocol.version) != version:
         raise ConfigError(f"protocol: {name}@{version} is not shipped; this autophagy has {protocol.id}")

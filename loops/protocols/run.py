@@ -10,7 +10,7 @@ from pathlib import Path
 
 from autophagy.config import ConfigError, RunConfig
 from autophagy.rundir import atomic_write_text
-from loops.protocols import Protocol, claim_folder_check
+from loops.protocols import RECORD_KEYS, Protocol, claim_folder_check
 from loops.sweep import run_sweep
 
 
@@ -21,8 +21,8 @@ def run_protocol(protocol: Protocol, runs: list[tuple[str, RunConfig]], smoke: b
     record = claim_folder_check(out, protocol, smoke)
     tag = record.stem.removeprefix("protocol-")
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(record, json.dumps({"protocol": protocol.id, "identity": protocol.identity, "smoke": smoke,
-                                          "values": protocol.values}, indent=2, ensure_ascii=False) + "\n")
+    what_ran = dict(zip(RECORD_KEYS, (protocol.id, protocol.identity, smoke, protocol.values)))
+    atomic_write_text(record, json.dumps(what_ran, indent=2, ensure_ascii=False) + "\n")
     summary = run_sweep(runs, out, workers, address, seeds=sorted({c.seed for _, c in runs}),
                         record=f"sweep-{tag}.json")
     finished = [out / name for name, _ in runs if (out / name / "metrics.jsonl").is_file()]
