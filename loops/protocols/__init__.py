@@ -69,10 +69,11 @@ def load_protocol(name_or_file: str) -> Protocol:
     version can be run again there); checked for its keys and against the published identity of its
     name@version."""
     name, _, version = name_or_file.partition("@")
-    path = HERE / f"{name}.json"
-    if name not in shipped() and Path(name_or_file).is_file():  # a file, whose name may hold an @
+    if name in shipped():
+        path = HERE / f"{name}.json"
+    elif Path(name_or_file).is_file():  # a file, whose name may hold an @
         path, version = Path(name_or_file), ""
-    elif name not in shipped():
+    else:
         raise ConfigError(f"protocol: {name_or_file!r} is neither a shipped protocol ({', '.join(shipped())}) "
                           f"nor a protocol file")
     try:
