@@ -74,6 +74,9 @@ class RunConfig:
                                   "(q_0,...,q_{K-1}, summing to 1); S_t is steered to this class mix; empty = off")
     shift_exaggeration: float = _f(1.0, "distribution shifting: calibration κ > 0 of the auxiliary mix, π_s ∝ "
                                    "π_r·(π_r/q)^(κ/ω) (1 = the derivation; a finite fine-tune adopts π_s only in part)")
+    shift_calibration: int = _f(0, "distribution shifting: calibration rounds; each draws n_aux guided samples, "
+                                "multiplies π_s by (g/q)^(κ/ω) for their class mix g and fine-tunes the auxiliary "
+                                "model again from θ_t (0 = none)")
     conditioning: str = _f("none", "none: an unconditional UNet; class: conditioned on the class label (labels drawn "
                            "uniformly when sampling, so unbiased; label_dropout trains the null class); auto: class "
                            "where the data have labels, none where they have not")
@@ -262,8 +265,11 @@ def validate(cfg: RunConfig) -> RunConfig:
                  "sampling_steps", "sample_batch_size", "k", "resolution", "layers_per_block", "n_aux", "aux_train_steps"):
         at_least(name, getattr(cfg, name), 1)
     for name in ("n_real_fresh", "checkpoint_every", "seed", "n_validation", "ema_warmup_steps", "lr_warmup_steps",
-                 "neon_n_aux", "neon_aux_train_steps", "n_eval"):
+                 "neon_n_aux", "neon_aux_train_steps", "n_eval", "shift_calibration"):
         at_least(name, getattr(cfg, name), 0)
+    if cfg.shift_calibration and not cfg.target_distribution:
+        raise ConfigError(f"--shift-calibration: {cfg.shift_calibration!r} rounds calibrate a shift to a "
+                          f"--target-distribution; give one or leave --shift-calibration at 0")
     if not (0 < cfg.shift_exaggeration < float("inf")):
         raise ConfigError(f"--shift-exaggeration: {cfg.shift_exaggeration!r} is not allowed; it must be a finite number > 0")
     for name in ("guidance_weight", "neon_weight", "snr_gamma"):

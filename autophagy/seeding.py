@@ -12,7 +12,7 @@ import torch
 PURPOSES = {
     "split": 1, "real_draw": 2, "train": 3, "sample": 4, "aux_sample": 5,
     "lenet": 7, "reuse": 9, "init": 10, "plain_sample": 11, "subset": 12, "subsample": 13, "shift": 14,
-    "rejection": 15,
+    "rejection": 15, "calibration_sample": 16,
 }
 
 

@@ -30,7 +30,7 @@ from loops.regimes import check_training_set
 from loops.samplers import SAMPLERS
 
 # role integers in the seeds of training and sampling (θ_t and S_t, the auxiliary model, health draws)
-ROLES = {"sample": 0, "aux_sample": 1, "plain_sample": 2}
+ROLES = {"sample": 0, "aux_sample": 1, "plain_sample": 2, "calibration_sample": 3}
 BASE, AUX = 0, 1
 
 
@@ -133,13 +133,14 @@ class GenerationContext:
         return GuidedDenoiser(model.to(self.device), class_guidance_weight=self.class_guidance_weight,
                               channels_last=self.cfg.channels_last)
 
-    def draw(self, denoiser: GuidedDenoiser, n_images: int, purpose: str):
+    def draw(self, denoiser: GuidedDenoiser, n_images: int, purpose: str, folder: str = ""):
         """Sample n_images in chunks spread over the processes; chunks on disk survive interruptions."""
         cfg, state, t = self.cfg, self.state, self.t
         if purpose not in ROLES:
             raise ConfigError(f"--sampler: {self.run.sampler_name!r} draws for purpose {purpose!r}; use one of "
                               f"{', '.join(ROLES)}")
-        chunk_dir = self.work_dir / ("chunks" if purpose == "sample" else f"{purpose.removesuffix('_sample')}_chunks")
+        default = "chunks" if purpose == "sample" else f"{purpose.removesuffix('_sample')}_chunks"
+        chunk_dir = self.work_dir / (folder or default)
         n_chunks = len(chunk_sizes(n_images, cfg.sample_batch_size))
         mine = [i for i in range(n_chunks) if i % state.num_processes == state.process_index
                 and load_npz(chunk_dir / f"chunk_{i:04d}.npz", ("images",), damaged_ok=True) is None]

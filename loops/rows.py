@@ -91,7 +91,7 @@ def metrics_row(run, t: int, scores: dict, data: TrainingData, train_stats: dict
         "cost_train_images": train_stats.get("train_images", data.train_steps * cfg.batch_size) + setup.train_images,
         "cost_sample_nfe": cfg.n_synthetic * nfe_per_image + setup.sample_nfe,
         "train_seconds": train_stats.get("seconds", float("nan")), "aux_seconds": setup.seconds,
-        **seconds, **data.info, **memory_mb(),
+        **seconds, **data.info, **setup.info, **memory_mb(),
     }
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -23,6 +24,7 @@ import torch
 from diffusers import UNet2DModel
 
 from autophagy.config import ConfigError, RunConfig, field_names, target_probabilities
+from autophagy.metrics import total_variation
 from autophagy.rundir import RunDir
 from autophagy.sampling import GuidedDenoiser
 from autophagy.seeding import rng_for
@@ -39,9 +41,11 @@ class SamplerContext(Protocol):
     def denoiser(self, model: UNet2DModel) -> GuidedDenoiser:
         """Sampling from `model` as the loop samples (classifier-free guidance when λ < 1)."""
 
-    def draw(self, denoiser: GuidedDenoiser, n_images: int, purpose: str) -> tuple[np.ndarray, np.ndarray | None]:
+    def draw(self, denoiser: GuidedDenoiser, n_images: int, purpose: str,
+             folder: str = "") -> tuple[np.ndarray, np.ndarray | None]:
         """n_images from `denoiser`, in resumable chunks spread over the processes; `purpose` names the
-        seed stream and the chunk folder (e.g. "aux_sample")."""
+        seed stream and the chunk folder (e.g. "aux_sample"); `folder` another chunk folder for the same
+        seeds (draws of several models with common random numbers)."""
 
     def fine_tune(self, model: UNet2DModel, images: np.ndarray, labels: np.ndarray | None, name: str, *,
                   train_steps: int, learning_rate: float | None = None,
@@ -71,6 +75,7 @@ class SamplerSetup:
     train_images: int = 0        # images seen by the sampler's own training (auxiliary fine-tunes)
     sample_nfe: int = 0          # network evaluations x images of the sampler's own sampling (auxiliary draws)
     seconds: float = 0.0         # time of that extra work
+    info: dict = field(default_factory=dict)  # the sampler's own row fields (e.g. calibration distances)
 
 
 @dataclass(frozen=True)
@@ -118,20 +123,61 @@ def direct(ctx: SamplerContext, base: UNet2DModel) -> SamplerSetup:
 def sims(ctx: SamplerContext, base: UNet2DModel) -> SamplerSetup:
     """SIMS: fine-tune a copy of θ_t on n_aux of its own samples (the auxiliary model), then sample with
     (1 + ω)·out_base − ω·out_aux at every step. With --target-distribution q, the auxiliary model's
-    samples are first resampled to the class mix that steers the guided samples to q (`shift_mix`)."""
-    q = target_probabilities(ctx.cfg)
-    select = None
-    if q:
-        def select(images):
-            return shift_indices(ctx.classify(images), q, ctx.cfg.guidance_weight, rng_for(ctx.cfg.seed, "shift", ctx.t),
-                                 ctx.cfg.shift_exaggeration)
-    aux, cost = ctx.auxiliary_model(base, select=select)
-    denoiser = GuidedDenoiser(base, aux.to(ctx.device), ctx.cfg.guidance_weight, ctx.class_guidance_weight,
-                              ctx.cfg.channels_last)
-    return SamplerSetup(denoiser, guided=True, **cost)
+    samples are first resampled to the class mix that steers the guided samples to q (`shift_mix`), and
+    with --shift-calibration N that mix is corrected N times by what the guided samples reach."""
+    if target_probabilities(ctx.cfg):
+        return shifted_sims(ctx, base)
+    aux, cost = ctx.auxiliary_model(base)
+    return SamplerSetup(sims_denoiser(ctx, base, aux), guided=True, **cost)
 
 
-def shift_mix(base_mix, target, guidance_weight: float, floor: float = 1e-3, exaggeration: float = 1.0) -> np.ndarray:
+def sims_denoiser(ctx: SamplerContext, base: UNet2DModel, aux: UNet2DModel) -> GuidedDenoiser:
+    return GuidedDenoiser(base, aux.to(ctx.device), ctx.cfg.guidance_weight, ctx.class_guidance_weight,
+                          ctx.cfg.channels_last)
+
+
+def shifted_sims(ctx: SamplerContext, base: UNet2DModel) -> SamplerSetup:
+    """SIMS steered to the class mix q. Round 0 fine-tunes the auxiliary model on base samples resampled
+    to `shift_mix`; each calibration round then draws n_aux guided samples (their own seed stream, the
+    same seeds every round), measures their class mix g and fine-tunes a new auxiliary model from θ_t on
+    the mix corrected by `recalibrate` (a class the guided samples over-fill gets more auxiliary samples,
+    so guidance pushes away from it harder). The row keeps each round's distance to q."""
+    cfg, q = ctx.cfg, np.asarray(target_probabilities(ctx.cfg))
+    correction, distances, total = np.ones(len(q)), [], {"train_images": 0, "sample_nfe": 0, "seconds": 0.0}
+    for round_ in range(cfg.shift_calibration + 1):
+        def select(images, correction=correction.copy()):
+            return shift_indices(ctx.classify(images), q, cfg.guidance_weight, rng_for(cfg.seed, "shift", ctx.t),
+                                 cfg.shift_exaggeration, correction)
+        aux, cost = ctx.auxiliary_model(base, "aux_model" if round_ == 0 else f"aux_model_{round_}", select=select)
+        denoiser = sims_denoiser(ctx, base, aux)
+        total["train_images"] += cost["train_images"]
+        total["seconds"] += cost["seconds"]
+        if round_ == 0:  # the base's own draws are made once; later rounds resample the same ones
+            total["sample_nfe"] += cost["sample_nfe"]
+        if round_ == cfg.shift_calibration:
+            break
+        start = time.perf_counter()
+        images, _ = ctx.draw(denoiser, cfg.n_aux, "calibration_sample", folder=f"calibration_{round_}_chunks")
+        reached = np.bincount(ctx.classify(images), minlength=len(q))[:len(q)]
+        distances.append(total_variation(reached, q))
+        correction = correction * recalibrate(reached / reached.sum(), q, cfg.guidance_weight, cfg.shift_exaggeration)
+        total["sample_nfe"] += cfg.n_aux * cfg.sampling_steps * denoiser.networks_per_step
+        total["seconds"] += time.perf_counter() - start
+    info = {"calibration_target_tv": distances} if cfg.shift_calibration else {}
+    return SamplerSetup(denoiser, guided=True, info=info, **total)
+
+
+def recalibrate(reached, target, guidance_weight: float, exaggeration: float = 1.0, floor: float = 1e-3) -> np.ndarray:
+    """The factor a calibration round multiplies the auxiliary class mix by: (g / q)^(κ/ω) for the
+    guided samples' mix g. The guided mix is ∝ π_r^(1+ω) · π_s^(−ω), so under full adoption this factor
+    moves g to q in one round; κ scales the step as it scales `shift_mix`'s correction."""
+    g = np.maximum(np.asarray(reached, dtype=np.float64), floor)
+    q = np.maximum(np.asarray(target, dtype=np.float64), floor)
+    return (g / q) ** (exaggeration / max(guidance_weight, 1e-6))
+
+
+def shift_mix(base_mix, target, guidance_weight: float, floor: float = 1e-3, exaggeration: float = 1.0,
+              correction=None) -> np.ndarray:
     """The auxiliary class mix π_s that steers SIMS's guided samples to the class mix q.
 
     Guided sampling draws approximately from p_base^(1+ω) / p_aux^ω, so with the base's class mix π_r and
@@ -139,22 +185,24 @@ def shift_mix(base_mix, target, guidance_weight: float, floor: float = 1e-3, exa
     q for π_s ∝ π_r^((1+ω)/ω) · q^(−1/ω) = π_r · (π_r / q)^(1/ω). (A derivation from the guidance form; a
     finite fine-tune adopts π_s only in part, so the reached mix lies between the plain one and q.) The
     calibration κ (`exaggeration`, --shift-exaggeration) raises the correction: π_s ∝ π_r · (π_r / q)^(κ/ω),
-    κ = 1 the derivation itself. Probabilities below `floor` are raised to it so that an empty class
-    stays finite."""
+    κ = 1 the derivation itself; `correction` multiplies it per class (the calibration rounds'
+    `recalibrate` factors). Probabilities below `floor` are raised to it so that an empty class stays
+    finite."""
     pi_r = np.maximum(np.asarray(base_mix, dtype=np.float64), floor)
     q = np.maximum(np.asarray(target, dtype=np.float64), floor)
     w = max(guidance_weight, 1e-6)
-    mix = pi_r * (pi_r / q) ** (exaggeration / w)
+    mix = pi_r * (pi_r / q) ** (exaggeration / w) * (1.0 if correction is None else np.asarray(correction))
     return mix / mix.sum()
 
 
 def shift_indices(classes: np.ndarray, target, guidance_weight: float, rng: np.random.Generator,
-                  exaggeration: float = 1.0) -> np.ndarray:
+                  exaggeration: float = 1.0, correction=None) -> np.ndarray:
     """Indices into the base's samples (with replacement, as many as there are) whose class mix is
     `shift_mix` of theirs: the auxiliary model's training set for distribution shifting."""
     k = len(target)
     base_mix = np.bincount(classes, minlength=k)[:k] / len(classes)
-    counts = np.round(shift_mix(base_mix, target, guidance_weight, exaggeration=exaggeration) * len(classes)).astype(int)
+    mix = shift_mix(base_mix, target, guidance_weight, exaggeration=exaggeration, correction=correction)
+    counts = np.round(mix * len(classes)).astype(int)
     chosen = [rng.choice(np.flatnonzero(classes == c), n, replace=True)
               for c, n in enumerate(counts) if n and (classes == c).any()]
     return np.sort(np.concatenate(chosen)) if chosen else np.arange(len(classes))
@@ -192,7 +240,8 @@ def neon_merge(base: UNet2DModel, aux: UNet2DModel, weight: float) -> UNet2DMode
 
 AUXILIARY = ("n_aux", "aux_train_steps")
 register_sampler("plain", direct, description="S_t drawn from θ_t (CFG when --sampling-bias < 1)")
-register_sampler("sims", sims, uses=("guidance_weight", *AUXILIARY, "target_distribution", "shift_exaggeration"),
+register_sampler("sims", sims, uses=("guidance_weight", *AUXILIARY, "target_distribution", "shift_exaggeration",
+                                     "shift_calibration"),
                  # ω also picks the auxiliary model's class mix when it shifts a distribution (shift_mix)
                  sampling_only=lambda cfg: () if cfg.target_distribution else ("guidance_weight",),
                  description="SIMS: (1+ω)·out_base − ω·out_aux, aux fine-tuned on own samples")

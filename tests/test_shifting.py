@@ -105,3 +105,42 @@ def test_the_calibration_exaggerates_the_auxiliary_mix_away_from_the_target():
     assert stronger[0] < derived[0] < pi_r[0] and stronger[5] > derived[5] > pi_r[5]   # fewer of what q wants more of
     with pytest.raises(ConfigError, match="--shift-exaggeration: 0.0"):
         validate(make_config("micro", regime="sims", shift_exaggeration=0.0))
+
+
+def test_a_calibration_round_moves_the_guided_mix_to_the_target_under_the_derivation():
+    """A guided mix g that over-fills a class raises that class in π_s; where the guided mix follows the
+    derivation (∝ π_r^(1+ω) · π_s^(−ω)), one round with κ = 1 lands on q exactly."""
+    from loops.samplers import recalibrate
+    pi_r, q, omega = np.array([0.2, 0.1, 0.3, 0.4]), np.array([0.4, 0.3, 0.2, 0.1]), 2.0
+
+    def guided(pi_s):
+        g = pi_r ** (1 + omega) * pi_s ** (-omega)
+        return g / g.sum()
+    half_adopted = 0.5 * shift_mix(pi_r, q, omega) + 0.5 * pi_r        # a fine-tune that adopts π_s in part
+    g = guided(half_adopted)
+    assert not np.allclose(g, q)
+    factor = recalibrate(g, q, omega)
+    assert factor[0] < 1 < factor[3]                                   # class 0 under-filled, class 3 over-filled
+    corrected = half_adopted * factor / (half_adopted * factor).sum()
+    assert np.allclose(guided(corrected), q)
+    assert np.allclose(shift_mix(pi_r, q, omega, correction=factor),   # the correction multiplies shift_mix's mix
+                       shift_mix(pi_r, q, omega) * factor / (shift_mix(pi_r, q, omega) * factor).sum())
+    assert np.allclose(recalibrate(q, q, omega, exaggeration=4.0), 1.0)   # on target: nothing changes
+
+
+def test_a_calibrated_shift_fine_tunes_again_and_records_each_rounds_distance(micro, tmp_path):
+    from loops.run import run_loop
+    rd = run_loop(micro(regime="sims", generations=1, target_distribution=SKEWED, shift_calibration=2),
+                  tmp_path / "calibrated", log=lambda *_: None)
+    row = json.loads(rd.metrics_path.read_text().splitlines()[0])
+    plain = run_loop(micro(regime="sims", generations=1, target_distribution=SKEWED), tmp_path / "once",
+                     log=lambda *_: None)
+    once = json.loads(plain.metrics_path.read_text().splitlines()[0])
+    assert len(row["calibration_target_tv"]) == 2 and all(0 <= d <= 1 for d in row["calibration_target_tv"])
+    assert all((rd.gen(0) / name).is_dir() for name in ("aux_model", "aux_model_1", "aux_model_2"))
+    cfg = micro()
+    assert row["cost_train_images"] - once["cost_train_images"] == 2 * cfg.aux_train_steps * cfg.batch_size
+    assert row["cost_sample_nfe"] - once["cost_sample_nfe"] == 2 * cfg.n_aux * cfg.sampling_steps * 2  # 2 networks
+    assert "calibration_target_tv" not in once
+    with pytest.raises(ConfigError, match="--shift-calibration: 2"):
+        validate(make_config("micro", regime="sims", shift_calibration=2))
