@@ -77,6 +77,9 @@ class RunConfig:
     shift_calibration: int = _f(0, "distribution shifting: calibration rounds; each draws n_aux guided samples, "
                                 "multiplies π_s by (g/q)^(κ/ω) for their class mix g and fine-tunes the auxiliary "
                                 "model again from θ_t (0 = none)")
+    shift_calibration_step: float = _f(1.0, "distribution shifting: a calibration round multiplies π_s by "
+                                       "(g/q)^(step/ω); 1 = the derivation's step (g reaches q in one round "
+                                       "if the fine-tune adopted π_s fully)")
     conditioning: str = _f("none", "none: an unconditional UNet; class: conditioned on the class label (labels drawn "
                            "uniformly when sampling, so unbiased; label_dropout trains the null class); auto: class "
                            "where the data have labels, none where they have not")
@@ -270,6 +273,9 @@ def validate(cfg: RunConfig) -> RunConfig:
     if cfg.shift_calibration and not cfg.target_distribution:
         raise ConfigError(f"--shift-calibration: {cfg.shift_calibration!r} rounds calibrate a shift to a "
                           f"--target-distribution; give one or leave --shift-calibration at 0")
+    if not (0 < cfg.shift_calibration_step < float("inf")):
+        raise ConfigError(f"--shift-calibration-step: {cfg.shift_calibration_step!r} is not allowed; it must be "
+                          f"a finite number > 0")
     if not (0 < cfg.shift_exaggeration < float("inf")):
         raise ConfigError(f"--shift-exaggeration: {cfg.shift_exaggeration!r} is not allowed; it must be a finite number > 0")
     for name in ("guidance_weight", "neon_weight", "snr_gamma"):

@@ -143,7 +143,8 @@ def shifted_sims(ctx: SamplerContext, base: UNet2DModel) -> SamplerSetup:
     the mix corrected by `recalibrate` (a class the guided samples over-fill gets more auxiliary samples,
     so guidance pushes away from it harder). The row keeps each round's distance to q."""
     cfg, q = ctx.cfg, np.asarray(target_probabilities(ctx.cfg))
-    correction, distances, total = np.ones(len(q)), [], {"train_images": 0, "sample_nfe": 0, "seconds": 0.0}
+    correction, distances, histograms = np.ones(len(q)), [], []
+    total = {"train_images": 0, "sample_nfe": 0, "seconds": 0.0}
     for round_ in range(cfg.shift_calibration + 1):
         def select(images, correction=correction.copy()):
             return shift_indices(ctx.classify(images), q, cfg.guidance_weight, rng_for(cfg.seed, "shift", ctx.t),
@@ -160,20 +161,22 @@ def shifted_sims(ctx: SamplerContext, base: UNet2DModel) -> SamplerSetup:
         images, _ = ctx.draw(denoiser, cfg.n_aux, "calibration_sample", folder=f"calibration_{round_}_chunks")
         reached = np.bincount(ctx.classify(images), minlength=len(q))[:len(q)]
         distances.append(total_variation(reached, q))
-        correction = correction * recalibrate(reached / reached.sum(), q, cfg.guidance_weight, cfg.shift_exaggeration)
+        correction = correction * recalibrate(reached / reached.sum(), q, cfg.guidance_weight,
+                                              cfg.shift_calibration_step)
+        histograms.append(reached.tolist())
         total["sample_nfe"] += cfg.n_aux * cfg.sampling_steps * denoiser.networks_per_step
         total["seconds"] += time.perf_counter() - start
-    info = {"calibration_target_tv": distances} if cfg.shift_calibration else {}
+    info = {"calibration_target_tv": distances, "calibration_class_histograms": histograms} if distances else {}
     return SamplerSetup(denoiser, guided=True, info=info, **total)
 
 
-def recalibrate(reached, target, guidance_weight: float, exaggeration: float = 1.0, floor: float = 1e-3) -> np.ndarray:
-    """The factor a calibration round multiplies the auxiliary class mix by: (g / q)^(κ/ω) for the
-    guided samples' mix g. The guided mix is ∝ π_r^(1+ω) · π_s^(−ω), so under full adoption this factor
-    moves g to q in one round; κ scales the step as it scales `shift_mix`'s correction."""
+def recalibrate(reached, target, guidance_weight: float, step: float = 1.0, floor: float = 1e-3) -> np.ndarray:
+    """The factor a calibration round multiplies the auxiliary class mix by: (g / q)^(step/ω) for the
+    guided samples' mix g (--shift-calibration-step). The guided mix is ∝ π_r^(1+ω) · π_s^(−ω), so under
+    full adoption step 1 moves g to q in one round; a step of κ would assume the fine-tune adopts 1/κ."""
     g = np.maximum(np.asarray(reached, dtype=np.float64), floor)
     q = np.maximum(np.asarray(target, dtype=np.float64), floor)
-    return (g / q) ** (exaggeration / max(guidance_weight, 1e-6))
+    return (g / q) ** (step / max(guidance_weight, 1e-6))
 
 
 def shift_mix(base_mix, target, guidance_weight: float, floor: float = 1e-3, exaggeration: float = 1.0,
@@ -241,7 +244,7 @@ def neon_merge(base: UNet2DModel, aux: UNet2DModel, weight: float) -> UNet2DMode
 AUXILIARY = ("n_aux", "aux_train_steps")
 register_sampler("plain", direct, description="S_t drawn from θ_t (CFG when --sampling-bias < 1)")
 register_sampler("sims", sims, uses=("guidance_weight", *AUXILIARY, "target_distribution", "shift_exaggeration",
-                                     "shift_calibration"),
+                                     "shift_calibration", "shift_calibration_step"),
                  # ω also picks the auxiliary model's class mix when it shifts a distribution (shift_mix)
                  sampling_only=lambda cfg: () if cfg.target_distribution else ("guidance_weight",),
                  description="SIMS: (1+ω)·out_base − ω·out_aux, aux fine-tuned on own samples")

@@ -125,7 +125,8 @@ def test_a_calibration_round_moves_the_guided_mix_to_the_target_under_the_deriva
     assert np.allclose(guided(corrected), q)
     assert np.allclose(shift_mix(pi_r, q, omega, correction=factor),   # the correction multiplies shift_mix's mix
                        shift_mix(pi_r, q, omega) * factor / (shift_mix(pi_r, q, omega) * factor).sum())
-    assert np.allclose(recalibrate(q, q, omega, exaggeration=4.0), 1.0)   # on target: nothing changes
+    assert np.allclose(recalibrate(q, q, omega, step=4.0), 1.0)         # on target: nothing changes
+    assert np.allclose(recalibrate(g, q, omega, step=0.5), np.sqrt(factor))  # the step scales the exponent
 
 
 def test_a_calibrated_shift_fine_tunes_again_and_records_each_rounds_distance(micro, tmp_path):
@@ -137,6 +138,9 @@ def test_a_calibrated_shift_fine_tunes_again_and_records_each_rounds_distance(mi
                      log=lambda *_: None)
     once = json.loads(plain.metrics_path.read_text().splitlines()[0])
     assert len(row["calibration_target_tv"]) == 2 and all(0 <= d <= 1 for d in row["calibration_target_tv"])
+    q = [float(v) for v in SKEWED.split(",")]
+    assert [total_variation(h, q) for h in row["calibration_class_histograms"]] == pytest.approx(
+        row["calibration_target_tv"])
     assert all((rd.gen(0) / name).is_dir() for name in ("aux_model", "aux_model_1", "aux_model_2"))
     cfg = micro()
     assert row["cost_train_images"] - once["cost_train_images"] == 2 * cfg.aux_train_steps * cfg.batch_size
