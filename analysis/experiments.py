@@ -71,7 +71,7 @@ def label_experiments(df: pd.DataFrame) -> pd.DataFrame:
             elif name == "sampler" and "cfg_regime" in varying and value == row["own_sampler"]:
                 continue  # the regime's own sampler: the regime's name says it
             else:
-                parts.append(f"{SHORT.get(name, name)}={value}")
+                parts.append(f"{SHORT.get(name, name)}={value if value != '' else '∅'}")  # '' = the field off
         return " ".join(parts) or str(row.get("cfg_regime", "run"))
     if not len(df):
         df["experiment"] = []

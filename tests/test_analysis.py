@@ -137,6 +137,16 @@ def test_runs_differing_only_in_omega_are_two_experiments_and_paired_by_hand(tmp
     assert np.isclose(last.p_value, 1 - t / np.sqrt(t * t + 2), rtol=1e-9)
 
 
+def test_a_field_left_empty_in_one_experiment_is_labelled_as_off(tmp_path):
+    """A per-class field set in one experiment and empty (off) in the other reads `∅`, not `name=`."""
+    from analysis.experiments import label_experiments
+    from analysis.load import load_runs
+    runs = [_run(tmp_path / "balanced", 0, [5.0], class_weights=""),
+            _run(tmp_path / "imbalanced", 0, [6.0], class_weights="4,4,1,1,1,1,1,1,1,1")]
+    assert sorted(label_experiments(load_runs(runs))["experiment"].unique()) == [
+        "class_weights=4,4,1,1,1,1,1,1,1,1", "class_weights=∅"]
+
+
 def test_different_k_is_refused_and_a_missing_seed_is_named(tmp_path):
     import pytest
 
