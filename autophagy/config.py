@@ -75,7 +75,7 @@ class RunConfig:
     shift_exaggeration: float = _f(1.0, "distribution shifting: calibration κ > 0 of the auxiliary mix, π_s ∝ "
                                    "π_r·(π_r/q)^(κ/ω) (1 = the derivation; a finite fine-tune adopts π_s only in part)")
     shift_calibration: int = _f(0, "distribution shifting: calibration rounds; each draws n_aux guided samples, "
-                                "multiplies π_s by (g/q)^(κ/ω) for their class mix g and fine-tunes the auxiliary "
+                                "multiplies π_s by (g/q)^(step/ω) for their class mix g and fine-tunes the auxiliary "
                                 "model again from θ_t (0 = none)")
     shift_calibration_step: float = _f(1.0, "distribution shifting: a calibration round multiplies π_s by "
                                        "(g/q)^(step/ω); 1 = the derivation's step (g reaches q in one round "
