@@ -91,6 +91,8 @@ class RunConfig:
     block_out_channels: tuple = _f((16, 32), "UNet2DModel widths, one per resolution level")
     layers_per_block: int = _f(1, "UNet2DModel ResNet layers per block")
     attention: bool = _f(False, "use attention blocks at the lowest resolution")
+    mid_block: str = _f("attention", "UNet2DModel's middle block: attention (diffusers' default: two ResNets around "
+                        "self-attention), plain (the two ResNets alone) or none")
     prediction_type: str = _f("v_prediction", "epsilon or v_prediction")
     train_steps: int = _f(360, "optimizer steps per generation")
     batch_size: int = _f(64, "training batch size (global, across processes; divisible by their number)")
@@ -111,6 +113,8 @@ class RunConfig:
     sampling_dtype: str = _f("auto", "autocast dtype of sampling when mixed_precision is no: auto (bfloat16 where the "
                              "device computes bf16 natively, else float32), bfloat16 or float32")
     channels_last: bool = _f(False, "channels_last memory format for the UNet")
+    fused_adamw: str = _f("gpu", "where torch's fused AdamW (one kernel for all parameters, the same update) runs: "
+                          "gpu (the per-tensor loop on a CPU, the bits of runs from before this field) or always")
     compile: bool = _f(False, "torch.compile the UNet for training (accelerate dynamo_backend=inductor); for GPUs")
     log_with: str = _f("none", "tracker for per-generation metrics and sample grids: none, tensorboard, wandb or mlflow "
                        "(accelerate's trackers; tensorboard writes into the run folder's logs/)")
@@ -216,7 +220,9 @@ PRESETS: dict[str, dict] = {
 BUILTIN_DATA = ("mnist", "digits", "mnist-70k")  # autophagy.data.BUILTIN
 INITS = ("scratch", "previous")
 PREDICTION_TYPES = ("epsilon", "v_prediction")
+MID_BLOCKS = ("attention", "plain", "none")
 MIXED_PRECISION = ("no", "bf16", "fp16")
+FUSED_ADAMW = ("gpu", "always")
 SAMPLING_DTYPES = ("auto", "bfloat16", "float32")
 SAMPLING_SCHEDULERS = ("ddim", "dpmsolver", "unipc")  # autophagy.models.SAMPLE_SCHEDULERS
 TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
@@ -256,7 +262,9 @@ def validate(cfg: RunConfig) -> RunConfig:
     choose("features", cfg.features, FEATURE_SPACE_NAMES)
     choose("init", cfg.init, INITS)
     choose("prediction_type", cfg.prediction_type, PREDICTION_TYPES)
+    choose("mid_block", cfg.mid_block, MID_BLOCKS)
     choose("mixed_precision", cfg.mixed_precision, MIXED_PRECISION)
+    choose("fused_adamw", cfg.fused_adamw, FUSED_ADAMW)
     choose("sampling_dtype", cfg.sampling_dtype, SAMPLING_DTYPES)
     choose("evaluate_on", cfg.evaluate_on, EVALUATION_SPLITS)
     choose("sampling_scheduler", cfg.sampling_scheduler, SAMPLING_SCHEDULERS)

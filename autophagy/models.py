@@ -25,6 +25,8 @@ def build_unet(cfg: RunConfig, channels: int, num_classes: int = 0) -> UNet2DMod
         down_block_types=tuple(down),
         up_block_types=tuple(up),
         norm_num_groups=min(8, min(cfg.block_out_channels)),
+        mid_block_type=None if cfg.mid_block == "none" else "UNetMidBlock2D",
+        add_attention=cfg.mid_block == "attention",
         num_class_embeds=(num_classes + 1) if cfg.class_conditional(num_classes) else None,
     )
 

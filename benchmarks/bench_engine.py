@@ -40,7 +40,8 @@ def bare_training(cfg, images: np.ndarray, steps: int) -> float:
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     scheduler = build_train_scheduler(cfg)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.0,
+                                  fused=cfg.fused_adamw == "always")
     data = images_to_tensor(images, "cpu")
     g = torch.Generator().manual_seed(0)
     model.train()

@@ -126,19 +126,22 @@ def dataclasses_replace(cfg, **changes):
 
 
 def plot(log_path: Path, png: Path, samplers=("ddim:10", "unipc:10")) -> None:
-    """Validation FID against seconds per generation: one colour per variant, one line style per sampler.
-    The cost of a point is train_steps x the variant's seconds per step at its first snapshot plus the
-    sampler's median sampling time, so a snapshot timed while something else shared the cores (the
-    log keeps its raw seconds) does not move it."""
+    """Validation FID (the mean over the seeds run) against seconds per generation: one colour per variant,
+    one line style per sampler. The cost of a point is train_steps x the variant's seconds per step at its
+    first snapshot (the median over seeds) plus the sampler's median sampling time, so a snapshot timed
+    while something else shared the cores (the log keeps its raw seconds) does not move it."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import pandas as pd
     df = pd.read_json(log_path, lines=True)
     df["variant"] = df["variant"].replace("", "default")
-    first = df.sort_values("train_steps").groupby("variant").first()
-    per_step = first["train_seconds"] / first["train_steps"]
+    first = df.sort_values("train_steps").groupby(["variant", "seed"]).first()
+    per_step = (first["train_seconds"] / first["train_steps"]).groupby("variant").median()
     sample_seconds = df.groupby("sampler")["sample_seconds"].median()
+    # one point per (variant, sampler, steps): the mean FID over the seeds run
+    df = df.groupby(["variant", "sampler", "train_steps"], sort=False, as_index=False).agg(
+        val_fid=("val_fid", "mean"), machine=("machine", "first"))
     df["cost"] = df["train_steps"] * df["variant"].map(per_step) + df["sampler"].map(sample_seconds)
     fig, ax = plt.subplots(figsize=(8, 5))
     colours = dict(zip(df["variant"].unique(), plt.cm.tab10.colors))

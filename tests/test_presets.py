@@ -35,3 +35,49 @@ def test_feature_space_names_match_the_registry_and_validation_imports_nothing_h
     assert tuple(FEATURE_SPACES) == FEATURE_SPACE_NAMES
     code = "import sys, autophagy.config as c; c.validate(c.make_config()); assert 'diffusers' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize("mid_block", ["attention", "plain", "none"])
+def test_mid_block_choice_builds_that_unet(mid_block):
+    import torch
+    cfg = validate(make_config("micro", mid_block=mid_block))
+    unet = build_unet(cfg, channels=1, num_classes=10)
+    attentions = [m for m in unet.modules() if type(m).__name__ == "Attention"]
+    assert (unet.mid_block is None) == (mid_block == "none")
+    assert len(attentions) == (1 if mid_block == "attention" else 0)  # micro has no attention elsewhere
+    x = torch.randn(2, 1, cfg.resolution, cfg.resolution)
+    out = unet(x, torch.tensor([3, 700]), class_labels=torch.tensor([1, 10])).sample
+    assert out.shape == x.shape
+
+
+@pytest.mark.parametrize("field,value", [("mid_block", "deep"), ("fused_adamw", "never")])
+def test_bad_model_choices_are_refused_by_name(field, value):
+    from autophagy.config import ConfigError
+    with pytest.raises(ConfigError, match=f"--{field.replace('_', '-')}: '{value}' is not allowed"):
+        validate(make_config("micro", **{field: value}))
+
+
+def test_fused_adamw_on_the_cpu_is_the_same_update(monkeypatch):
+    """`--fused-adamw always` builds torch's fused AdamW on the CPU (the default keeps the per-tensor loop),
+    and its step is the per-tensor loop's to float32 rounding (later steps drift apart as any two
+    roundings of a training run do, so one step is compared)."""
+    import numpy as np
+    import torch
+    from autophagy import training
+    built = []
+    real = torch.optim.AdamW
+    monkeypatch.setattr(training.torch.optim, "AdamW", lambda *a, **k: built.append(k["fused"]) or real(*a, **k))
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 255, (64, 1, 8, 8), dtype=np.uint8), rng.integers(0, 10, 64)
+    weights = {}
+    for choice in ("gpu", "always"):
+        cfg = validate(make_config("micro", fused_adamw=choice))
+        torch.manual_seed(0)
+        model = build_unet(cfg, 1, 10)
+        start = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+        model, _ = training.train_diffusion(model, images, labels, cfg, 1, (0, 0, 0))
+        weights[choice] = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert built == [False, True]
+    moved = (weights["gpu"] - start).abs().max()
+    assert moved > 1e-4  # the step did move the weights
+    assert (weights["gpu"] - weights["always"]).abs().max() < 1e-4 * moved
