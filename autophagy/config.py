@@ -116,6 +116,8 @@ class RunConfig:
     fused_adamw: str = _f("gpu", "where torch's fused AdamW (one kernel for all parameters, the same update) runs: "
                           "gpu (the per-tensor loop on a CPU, the bits of runs from before this field) or always")
     compile: bool = _f(False, "torch.compile the UNet for training (accelerate dynamo_backend=inductor); for GPUs")
+    compile_mode: str = _f("default", "torch.compile's mode under --compile: default, reduce-overhead (CUDA graphs "
+                           "of the forward and backward), max-autotune or max-autotune-no-cudagraphs")
     log_with: str = _f("none", "tracker for per-generation metrics and sample grids: none, tensorboard, wandb or mlflow "
                        "(accelerate's trackers; tensorboard writes into the run folder's logs/)")
     # --- metrics
@@ -223,6 +225,7 @@ PREDICTION_TYPES = ("epsilon", "v_prediction")
 MID_BLOCKS = ("attention", "plain", "none")
 MIXED_PRECISION = ("no", "bf16", "fp16")
 FUSED_ADAMW = ("gpu", "always")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile
 SAMPLING_DTYPES = ("auto", "bfloat16", "float32")
 SAMPLING_SCHEDULERS = ("ddim", "dpmsolver", "unipc")  # autophagy.models.SAMPLE_SCHEDULERS
 TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
@@ -265,6 +268,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     choose("mid_block", cfg.mid_block, MID_BLOCKS)
     choose("mixed_precision", cfg.mixed_precision, MIXED_PRECISION)
     choose("fused_adamw", cfg.fused_adamw, FUSED_ADAMW)
+    choose("compile_mode", cfg.compile_mode, COMPILE_MODES)
     choose("sampling_dtype", cfg.sampling_dtype, SAMPLING_DTYPES)
     choose("evaluate_on", cfg.evaluate_on, EVALUATION_SPLITS)
     choose("sampling_scheduler", cfg.sampling_scheduler, SAMPLING_SCHEDULERS)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.utils import TorchDynamoPlugin
 from diffusers import UNet2DModel
 from diffusers.training_utils import EMAModel, compute_snr
 from tqdm.auto import tqdm
@@ -40,8 +41,8 @@ class TrainingDiverged(RuntimeError):
 
 
 def make_accelerator(cfg: RunConfig) -> Accelerator:
-    return Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available(),
-                       dynamo_backend="inductor" if cfg.compile else "no")
+    dynamo = TorchDynamoPlugin(backend="inductor", mode=cfg.compile_mode) if cfg.compile else TorchDynamoPlugin(backend="no")
+    return Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available(), dynamo_plugin=dynamo)
 
 
 def images_to_tensor(images: np.ndarray, device) -> torch.Tensor:

@@ -23,10 +23,14 @@ from accelerate.state import AcceleratorState
 from torch.utils.flop_counter import FlopCounterMode
 
 from autophagy import hardware
+from autophagy import config as autophagy_config
 from autophagy.config import make_config
 from autophagy.models import build_unet, parameter_count
 from autophagy.sampling import GuidedDenoiser, sample_chunks
 from autophagy.training import train_diffusion
+
+# gpu_check.sh also times a trainer from before compile_mode (its baseline, eager): it knows torch's default alone
+COMPILE_MODES = getattr(autophagy_config, "COMPILE_MODES", ("default",))
 
 
 def forward_flops(model, cfg) -> int:
@@ -62,15 +66,17 @@ def train_images_per_s(cfg, steps: int, device: str, skip: int = 5) -> float:
 
 def train_only(cfg, args, device: str) -> None:
     """Training throughput of the preset at each batch size, eager, or compiled under --compile."""
-    print(f"{'batch':>6} {'compile':>8} {'precision':>9} {'train img/s':>12} {'steps/s':>8}")
+    mode = args.compile_mode if args.compile else "eager"
+    print(f"{'batch':>6} {'compile':>26} {'precision':>9} {'train img/s':>12} {'steps/s':>8}")
     for batch in [int(b) for b in args.batch_sizes.split(",")]:
-        v = dataclasses.replace(cfg, batch_size=batch, compile=args.compile)
+        v = dataclasses.replace(cfg, batch_size=batch, compile=args.compile,
+                                **({"compile_mode": args.compile_mode} if args.compile else {}))
         try:
             rate = train_images_per_s(v, args.steps, device)
         except Exception as exc:  # noqa: BLE001 — one batch failing (out of memory) must not hide the others' figures
-            print(f"{batch:>6} {str(args.compile):>8} {v.mixed_precision:>9} failed: {type(exc).__name__}: {exc}"[:300])
+            print(f"{batch:>6} {mode:>26} {v.mixed_precision:>9} failed: {type(exc).__name__}: {exc}"[:300])
             continue
-        print(f"{batch:>6} {str(args.compile):>8} {v.mixed_precision:>9} {rate:12.1f} {rate / batch:8.2f}", flush=True)
+        print(f"{batch:>6} {mode:>26} {v.mixed_precision:>9} {rate:12.1f} {rate / batch:8.2f}", flush=True)
 
 
 def sample_images_per_s(cfg, n_images: int, device: str, guided: bool) -> float:
@@ -101,6 +107,8 @@ def main():
     p.add_argument("--train-only", action="store_true", help="time training alone, at each of --batch-sizes")
     p.add_argument("--batch-sizes", default="128", help="with --train-only: comma-separated training batches")
     p.add_argument("--compile", action="store_true", help="with --train-only: time the compiled model (torch.compile through accelerate) instead of eager")
+    p.add_argument("--compile-mode", choices=COMPILE_MODES, default="default",
+                   help="with --compile: torch.compile's mode (reduce-overhead: CUDA graphs)")
     args = p.parse_args()
     overrides = {"batch_size": args.batch_size, "sampling_steps": args.sampling_steps}
     cfg = make_config("cifar10", **{k: v for k, v in overrides.items() if v})

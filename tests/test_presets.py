@@ -50,11 +50,26 @@ def test_mid_block_choice_builds_that_unet(mid_block):
     assert out.shape == x.shape
 
 
-@pytest.mark.parametrize("field,value", [("mid_block", "deep"), ("fused_adamw", "never")])
+@pytest.mark.parametrize("field,value", [("mid_block", "deep"), ("fused_adamw", "never"),
+                                         ("compile_mode", "fast")])
 def test_bad_model_choices_are_refused_by_name(field, value):
     from autophagy.config import ConfigError
     with pytest.raises(ConfigError, match=f"--{field.replace('_', '-')}: '{value}' is not allowed"):
         validate(make_config("micro", **{field: value}))
+
+
+@pytest.mark.parametrize("compile,mode,backend", [(False, "reduce-overhead", "NO"), (True, "default", "INDUCTOR"),
+                                                  (True, "reduce-overhead", "INDUCTOR")])
+def test_compile_mode_reaches_accelerate(compile, mode, backend):
+    from accelerate.state import AcceleratorState
+    from autophagy.training import make_accelerator
+    AcceleratorState._reset_state(True)
+    try:
+        plugin = make_accelerator(validate(make_config("micro", compile=compile, compile_mode=mode))).state.dynamo_plugin
+    finally:
+        AcceleratorState._reset_state(True)
+    assert str(plugin.backend.name) == backend
+    assert plugin.mode == (mode if compile else "default")
 
 
 def test_fused_adamw_on_the_cpu_is_the_same_update(monkeypatch):
