@@ -66,6 +66,7 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
 
 
+@threads.engine_claim()
 @torch.inference_mode()
 def sample_batch(denoiser: GuidedDenoiser, cfg: RunConfig, n_images: int, generator: torch.Generator,
                 num_classes: int = 0, device="cpu", autocast=None) -> tuple[np.ndarray, np.ndarray | None]:

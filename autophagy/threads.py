@@ -2,23 +2,28 @@
 
 Two busy processes that each take every core thrash (measured on 2 cores: one training process 12.3
 steps/s; two at torch's default of one thread per core, 1.5 steps/s each; two of one thread each, 8.5
-each). So every autophagy process that trains or samples registers itself (a file named by its pid in
-the cache's `processes/` folder) and takes `cores // processes` threads, at least one; it looks again
-every few training steps and sampling chunks (`rebalance`), so a run that started alone gives up cores
-when a second one starts and takes them back when it ends. An explicit count (`--threads N`) is kept
-as given. Processes of other programs are not counted: pass --threads for those.
+each). So every autophagy process that trains or samples registers itself (a file named by its pid in a
+per-user folder of the machine's temporary directory, whatever cache each process uses: the cores are
+the machine's) and takes `cores // processes` threads, at least one; it looks again every few training
+steps and sampling chunks (`rebalance`), so a run that started alone gives up cores when a second one
+starts and takes them back when it ends. An explicit count (`--threads N`) is kept as given.
+
+A run claims for its whole life (`claim`); the engine's training and sampling claim for their own
+duration (`engine_claim`), so a notebook, a test or a benchmark that calls them beside a run is counted
+too. There a thread count the caller set with torch.set_num_threads is kept, and the count found is
+restored afterwards. Processes of other programs are not counted: pass --threads for those.
 """
 from __future__ import annotations
 
 import os
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
-from autophagy.config import cache_dir
-
 _claim: dict = {}   # this process's registration: {"path": Path, "requested": int}
+_TORCH_DEFAULT = torch.get_num_threads()   # torch's count when autophagy was imported; another was set by the caller
 
 
 def cores() -> int:
@@ -30,7 +35,9 @@ def cores() -> int:
 
 
 def registry() -> Path:
-    return cache_dir() / "processes"
+    """$AUTOPHAGY_PROCESSES, else a per-user folder of the machine's temporary directory."""
+    return Path(os.environ.get("AUTOPHAGY_PROCESSES")
+                or Path(tempfile.gettempdir()) / f"autophagy-{os.getuid()}" / "processes")
 
 
 def _alive(pid: int) -> bool:
@@ -97,3 +104,19 @@ def claim(requested: int = 0):
         if path is not None:
             path.unlink(missing_ok=True)
         _claim.clear()
+
+
+@contextmanager
+def engine_claim():
+    """`claim` around one training or sampling call of the engine, for processes that are not a run (a
+    notebook, a test, a benchmark); inside a run's claim it does nothing. A count the caller set with
+    torch.set_num_threads is kept; the count found is restored on exit."""
+    if _claim:
+        yield
+        return
+    found = torch.get_num_threads()
+    try:
+        with claim(found if found != _TORCH_DEFAULT else 0):
+            yield
+    finally:
+        torch.set_num_threads(found)

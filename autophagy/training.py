@@ -190,6 +190,7 @@ def _check_finite(accelerator: Accelerator, loss: torch.Tensor, step: int, descr
     return value
 
 
+@threads.engine_claim()
 def train_diffusion(
     model: UNet2DModel,
     images: np.ndarray,               # (N, C, H, W) uint8 training set D_t
