@@ -3,6 +3,7 @@
 `native_bf16(device)` says whether bfloat16 runs in hardware: on CUDA, `torch.cuda.is_bf16_supported()`;
 on an x86 CPU, the AVX512-BF16 or AMX-BF16 instructions (without them oneDNN emulates bf16 and a
 2-core AVX2 machine samples about 9x slower in bf16 than in fp32); on Arm, the BF16 extension.
+`resolve_sampling_dtype` and `resolve_mixed_precision` turn an `auto` into what this device does well.
 `describe()` names the machine beside every timing a benchmark prints.
 """
 from __future__ import annotations
@@ -64,6 +65,13 @@ def resolve_sampling_dtype(requested: str, device_type: str) -> str:
     if requested != "auto":
         return requested
     return "bfloat16" if native_bf16(device_type) else "float32"
+
+
+def resolve_mixed_precision(requested: str, device_type: str) -> str:
+    """'auto' -> 'bf16' where bf16 is native on the device, else 'no' (float32); other values as given."""
+    if requested != "auto":
+        return requested
+    return "bf16" if native_bf16(device_type) else "no"
 
 
 def describe() -> str:

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from autophagy import faults, threads
 from autophagy.config import ConfigError, RunConfig
+from autophagy.hardware import resolve_mixed_precision
 from autophagy.rundir import atomic_write_text
 from autophagy.models import build_train_scheduler
 from autophagy.seeding import torch_generator
@@ -42,7 +43,9 @@ class TrainingDiverged(RuntimeError):
 
 def make_accelerator(cfg: RunConfig) -> Accelerator:
     dynamo = TorchDynamoPlugin(backend="inductor", mode=cfg.compile_mode) if cfg.compile else TorchDynamoPlugin(backend="no")
-    return Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available(), dynamo_plugin=dynamo)
+    device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    return Accelerator(mixed_precision=resolve_mixed_precision(cfg.mixed_precision, device_type),
+                       cpu=device_type == "cpu", dynamo_plugin=dynamo)
 
 
 def images_to_tensor(images: np.ndarray, device) -> torch.Tensor:

@@ -1,9 +1,10 @@
 """The cost of one generation of a preset on this machine, measured on a few steps and extrapolated.
 
-    python benchmarks/bench_preset.py --preset mnist-full [--steps 20] [--samples 200]
+    python benchmarks/bench_preset.py --preset mnist-full [--steps 20] [--samples 200] [--mixed-precision bf16]
 
 Times `--steps` optimizer steps of the preset's trainer on R_0 and plain sampling of `--samples` images
-with its sampling scheduler, then prints seconds per step, images per second, and a generation's cost:
+with its sampling scheduler (training and sampling precision as a run on this machine resolves them: `auto`
+by the capability probe), then prints seconds per step, images per second, and a generation's cost:
 train_steps x s/step + (n_synthetic [+ n_aux + n_reference for SIMS]) / img/s. Also the lenet of the
 preset's data (trained once and cached: its held-out accuracy and the time it took). For presets whose
 generation takes hours here (mnist-full, cifar10), the figure to plan a GPU run by, not a measured run.
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from autophagy import hardware
-from autophagy.config import make_config
+from autophagy.config import MIXED_PRECISION, make_config
 from autophagy.data import load_real_data
 from autophagy.features import train_lenet
 from autophagy.models import build_unet
@@ -31,9 +32,13 @@ def main():
     p.add_argument("--preset", default="mnist-full")
     p.add_argument("--steps", type=int, default=20, help="training steps timed")
     p.add_argument("--samples", type=int, default=200, help="images sampled for the timing")
+    p.add_argument("--mixed-precision", choices=MIXED_PRECISION, help="instead of the preset's")
     args = p.parse_args()
-    cfg = make_config(args.preset)
-    print(f"machine: {hardware.describe()}; preset {args.preset}", flush=True)
+    cfg = make_config(args.preset, mixed_precision=args.mixed_precision)
+    precision = hardware.resolve_mixed_precision(cfg.mixed_precision, "cpu")
+    sampling_dtype = "bfloat16" if precision == "bf16" else hardware.resolve_sampling_dtype(cfg.sampling_dtype, "cpu")
+    print(f"machine: {hardware.describe()}; preset {args.preset}; training precision {precision} "
+          f"(mixed_precision {cfg.mixed_precision}), sampling {sampling_dtype}", flush=True)
     start = time.perf_counter()
     real = load_real_data(cfg.data, cfg.resolution, cfg.n_reference, cfg.n_validation)
     print(f"data     {len(real.images)} images {real.images.shape[1:]}, pool {len(real.pool)}: "
@@ -54,7 +59,9 @@ def main():
     model.eval()
     one_chunk = make_config(args.preset, sample_batch_size=args.samples)
     start = time.perf_counter()
-    list(sample_chunks(GuidedDenoiser(model), one_chunk, args.samples, (0, 0, 0), num_classes=num_classes))
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if sampling_dtype == "bfloat16" else None
+    list(sample_chunks(GuidedDenoiser(model), one_chunk, args.samples, (0, 0, 0), num_classes=num_classes,
+                       autocast=autocast))
     per_image = (time.perf_counter() - start) / args.samples
     train = cfg.train_steps * per_step
     plain = cfg.n_synthetic * per_image

@@ -86,7 +86,7 @@ def metrics_row(run, t: int, scores: dict, data: TrainingData, train_stats: dict
         "uses": {name: getattr(cfg, name) for name in uses},     # what the registrations declare
         "own_sampler": run.regime.sampler or "plain", "control": run.regime.control,
         "sampling_bias": cfg.sampling_bias, "num_processes": run.state.num_processes,
-        "sampling_dtype": run.sampling_dtype,
+        "sampling_dtype": run.sampling_dtype, "mixed_precision": run.mixed_precision,
         "ema_decay_effective": train_stats.get("ema_decay_effective", float("nan")),
         "cost_train_images": train_stats.get("train_images", data.train_steps * cfg.batch_size) + setup.train_images,
         "cost_sample_nfe": cfg.n_synthetic * nfe_per_image + setup.sample_nfe,

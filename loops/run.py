@@ -18,7 +18,7 @@ from autophagy import faults, threads
 from autophagy.config import ConfigError, RunConfig, target_probabilities
 from autophagy.data import RealData, load_real_data
 from autophagy.features import resolve_features, train_lenet
-from autophagy.hardware import resolve_sampling_dtype
+from autophagy.hardware import resolve_mixed_precision, resolve_sampling_dtype
 from autophagy.plugins import load_config_plugins
 from autophagy.rundir import RunDir
 from autophagy.training import make_accelerator
@@ -100,6 +100,7 @@ class RunState:
         self.draws = RealDraws(real.pool, cfg, samples=rd.load_samples, verifier=self.verifier,
                                num_classes=real.num_classes, images=real.images, labels=real.labels)
         self.sampling_dtype = resolve_sampling_dtype(cfg.sampling_dtype, state.device.type)
+        self.mixed_precision = resolve_mixed_precision(cfg.mixed_precision, state.device.type)
         self._scorer, self._verifier = None, None
 
     @property
@@ -126,7 +127,7 @@ class RunState:
         return self._verifier.classify(images)
 
     def sampling_autocast(self):
-        if self.cfg.mixed_precision != "no":
+        if self.mixed_precision != "no":
             return make_accelerator(self.cfg).autocast
         if self.sampling_dtype == "bfloat16":
             return lambda: torch.autocast(self.state.device.type, dtype=torch.bfloat16)

@@ -18,6 +18,22 @@ def test_auto_resolves_by_the_probe(monkeypatch):
     assert hardware.resolve_sampling_dtype("float32", "cpu") == "float32"  # an explicit choice stays
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_mixed_precision_auto_trains_in_bf16_only_where_it_is_native(monkeypatch, native):
+    from accelerate.state import AcceleratorState
+    from autophagy.config import make_config, validate
+    from autophagy.training import make_accelerator
+    monkeypatch.setattr(hardware, "cpu_native_bf16", lambda: native)
+    assert hardware.resolve_mixed_precision("auto", "cpu") == ("bf16" if native else "no")
+    assert hardware.resolve_mixed_precision("fp16", "cpu") == "fp16"   # an explicit choice stays
+    AcceleratorState._reset_state(True)
+    try:
+        accelerator = make_accelerator(validate(make_config("mnist-full")))   # the preset asks for auto
+        assert accelerator.mixed_precision == ("bf16" if native else "no")
+    finally:
+        AcceleratorState._reset_state(True)
+
+
 def test_cpu_probe_reads_the_bf16_flags(monkeypatch):
     monkeypatch.setattr(hardware, "_cpuinfo", lambda: {"flags": "fpu sse avx2 fma"})
     assert not hardware.cpu_native_bf16()
@@ -34,6 +50,7 @@ def test_rows_record_the_resolved_dtype_and_config_keeps_auto(micro, tmp_path, m
     run_loop(micro(generations=1, sampling_dtype="auto"), out)
     row = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     assert row["sampling_dtype"] == ("bfloat16" if native else "float32")
+    assert row["mixed_precision"] == "no"   # micro trains in float32 whatever the machine
     assert json.loads((out / "config.json").read_text())["sampling_dtype"] == "auto"
 
 

@@ -12,7 +12,7 @@ from loops.regimes import REGIMES
 
 ROW_KEYS = {"generation", "regime", "seed", "fid", "kid", "precision", "recall", "density", "coverage", "feature_space",
             "n_reference", "n_generated", "n_train_real", "n_train_synthetic", "train_seconds", "sample_seconds",
-            "classes_covered", "class_histogram", "k", "num_processes", "memorization", "sampling_dtype",
+            "classes_covered", "class_histogram", "k", "num_processes", "memorization", "sampling_dtype", "mixed_precision",
             "ema_decay_effective", "cost_train_images", "cost_sample_nfe", "evaluated_on", "feature_id"}
 
 

@@ -13,7 +13,7 @@ def test_presets_validate(preset):
 
 def test_cifar10_preset_builds_a_paper_size_unet(capsys):
     cfg = validate(make_config("cifar10", regime="sims", generations=5))
-    assert (cfg.resolution, cfg.features, cfg.mixed_precision) == (32, "inception", "bf16")
+    assert (cfg.resolution, cfg.features, cfg.mixed_precision) == (32, "inception", "auto")
     assert cfg.n_synthetic >= 10_000 and cfg.data == "uoft-cs/cifar10"
     unet = build_unet(cfg, channels=3)
     n = parameter_count(unet)
