@@ -72,6 +72,27 @@ def test_compile_mode_reaches_accelerate(compile, mode, backend):
     assert plugin.mode == (mode if compile else "default")
 
 
+def test_a_compiled_training_returns_the_network_itself(monkeypatch):
+    """Under --compile the trainer hands back the UNet, not torch.compile's wrapper, so sampling runs eager
+    (dynamo's eager backend stands in for inductor: the same wrapping, no kernel compilation)."""
+    import numpy as np
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import TorchDynamoPlugin
+    from diffusers import UNet2DModel
+    from autophagy import training
+    monkeypatch.setattr(training, "TorchDynamoPlugin", lambda backend, **kw: TorchDynamoPlugin(
+        backend="eager" if backend == "inductor" else backend, **kw))
+    cfg = validate(make_config("micro", compile=True, checkpoint_every=0))
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 255, (16, 1, 8, 8), dtype=np.uint8), rng.integers(0, 10, 16)
+    AcceleratorState._reset_state(True)
+    try:
+        model, _ = training.train_diffusion(build_unet(cfg, 1, 10), images, labels, cfg, 2, (0, 0, 0))
+    finally:
+        AcceleratorState._reset_state(True)
+    assert type(model) is UNet2DModel
+
+
 def test_fused_adamw_on_the_cpu_is_the_same_update(monkeypatch):
     """`--fused-adamw always` builds torch's fused AdamW on the CPU (the default keeps the per-tensor loop),
     and its step is the per-tensor loop's to float32 rounding (later steps drift apart as any two
