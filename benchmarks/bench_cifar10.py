@@ -131,6 +131,8 @@ def main():
     if device == "cpu" and not args.time_on_cpu:
         print("no GPU here: timings skipped (--time-on-cpu to time on the CPU anyway)")
         return
+    if cfg.mixed_precision == "auto":   # the preset's choice since 2026-12-06: resolved as a run on this device would
+        cfg = dataclasses.replace(cfg, mixed_precision=hardware.resolve_mixed_precision("auto", device))
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     print(f"\ndevice {name}; {hardware.describe()}; channels_last {cfg.channels_last}")
     if args.train_only:
