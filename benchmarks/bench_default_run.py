@@ -39,18 +39,20 @@ def main():
     subprocess.run(cmd, check=True, env=env, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    print(f"\n{'gen':>3} {'train s':>8} {'aux s':>6} {'sample s':>8} {'metrics s':>9} {'metrics %':>9} "
+    print(f"\n{'gen':>3} {'train s':>8} {'aux s':>6} {'sample s':>8} {'health s':>8} {'metrics s':>9} {'metrics %':>9} "
           f"{'rss MB':>7} {'peak MB':>7}  fid / precision / recall / classes")
     stage_sum = 0.0
     for r in rows:
-        total = r["train_seconds"] + r["aux_seconds"] + r["sample_seconds"] + r["metric_seconds"]
+        health = r.get("health_seconds", 0.0)   # the unguided draw of a guided sampler (rows from 2026-12-06 on)
+        total = r["train_seconds"] + r["aux_seconds"] + r["sample_seconds"] + health + r["metric_seconds"]
         stage_sum += total
         print(f"{r['generation']:>3} {r['train_seconds']:8.1f} {r['aux_seconds']:6.1f} {r['sample_seconds']:8.1f} "
+              f"{health:8.1f} "
               f"{r['metric_seconds']:9.2f} {100 * r['metric_seconds'] / total:8.1f}% {r['rss_mb']:7.0f} "
               f"{r['peak_rss_mb']:7.0f}  {r['fid']:.1f} / {r['precision']:.3f} / {r['recall']:.3f} / "
               f"{r.get('classes_covered', '-')}")
     print(f"\nwall time {wall:.1f}s ({wall / 60:.2f} min) for {len(rows)} generations of {args.regime}; "
-          f"generations {stage_sum:.1f}s, start-up, data, features and baseline {wall - stage_sum:.1f}s")
+          f"generations {stage_sum:.1f}s, start-up, data, features, baseline and saving {wall - stage_sum:.1f}s")
     print(f"run folder: {out}")
 
 

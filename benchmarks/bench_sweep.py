@@ -38,13 +38,14 @@ def timed_sweep(runs, out: Path, workers: int) -> tuple[float, float]:
 
 
 def stage_seconds(out: Path) -> dict:
-    totals = {"train_seconds": 0.0, "aux_seconds": 0.0, "sample_seconds": 0.0, "metric_seconds": 0.0}
+    totals = {"train_seconds": 0.0, "aux_seconds": 0.0, "sample_seconds": 0.0, "health_seconds": 0.0,
+              "metric_seconds": 0.0}
     for rows in out.glob("*/metrics.jsonl"):
         for row in map(json.loads, rows.read_text().splitlines()):
             if "reused_from" in row:
                 continue
             for key in totals:
-                totals[key] += row[key]
+                totals[key] += row.get(key, 0.0)   # health_seconds: rows from 2026-12-06 on
     return totals
 
 

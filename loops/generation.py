@@ -181,10 +181,12 @@ def run_generation(run, t: int) -> None:
     samples, labels = drawn[:n_synthetic], (None if drawn_labels is None else drawn_labels[:n_synthetic])
     scored = drawn[:n_scored]   # --n-eval: every run scored on as many images, whatever its S_t holds
     sample_seconds = time.perf_counter() - start
-    health = None
+    health, health_seconds = None, 0.0
     if setup.guided:  # the model's own health: unguided samples from θ_t (no SIMS, CFG w = 0), n_reference
+        start = time.perf_counter()
         health, _ = ctx.draw(GuidedDenoiser(base.to(ctx.device), channels_last=ctx.cfg.channels_last),
                              ctx.cfg.n_reference, "plain_sample")
+        health_seconds = time.perf_counter() - start
 
     if ctx.state.is_main_process:
         faults.reached("metrics", t)
@@ -205,7 +207,8 @@ def run_generation(run, t: int) -> None:
             atomic_save_npz(rd.health_samples_path(t), images=health)
         atomic_write_bytes(rd.grid_path(t), artifacts.grid_png(samples))
         row = rows.metrics_row(run, t, scores, data, train_stats, setup, scorer, len(scored),
-                               {"sample_seconds": sample_seconds, "metric_seconds": metric_seconds})
+                               {"sample_seconds": sample_seconds, "health_seconds": health_seconds,
+                                "metric_seconds": metric_seconds})
         rd.append_row(row)
         rd.mark_done(t)
         faults.reached("done", t)

@@ -103,5 +103,6 @@ def summary(row: dict, generations: int) -> str:
         line += f" classes {row['classes_covered']}"
     if "plain_fid" in row:
         line += f" (plain fid {row['plain_fid']:.2f})"
+    health = f" health {row['health_seconds']:.1f}s" if row.get("health_seconds") else ""
     return line + (f" | train {row['train_seconds']:.1f}s aux {row['aux_seconds']:.1f}s "
-                   f"sample {row['sample_seconds']:.1f}s metrics {row['metric_seconds']:.1f}s")
+                   f"sample {row['sample_seconds']:.1f}s{health} metrics {row['metric_seconds']:.1f}s")

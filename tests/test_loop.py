@@ -11,7 +11,7 @@ from loops.run import run_loop
 from loops.regimes import REGIMES
 
 ROW_KEYS = {"generation", "regime", "seed", "fid", "kid", "precision", "recall", "density", "coverage", "feature_space",
-            "n_reference", "n_generated", "n_train_real", "n_train_synthetic", "train_seconds", "sample_seconds",
+            "n_reference", "n_generated", "n_train_real", "n_train_synthetic", "train_seconds", "sample_seconds", "health_seconds",
             "classes_covered", "class_histogram", "k", "num_processes", "memorization", "sampling_dtype", "mixed_precision",
             "ema_decay_effective", "cost_train_images", "cost_sample_nfe", "evaluated_on", "feature_id"}
 

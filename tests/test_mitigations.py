@@ -69,8 +69,9 @@ def test_cost_fields_add_up_by_hand(micro, tmp_path):
         assert row["cost_sample_nfe"] == 100 * 4 * 2 + 50 * 4
     for row in plain:
         assert row["cost_train_images"] == 30 * 16 and row["cost_sample_nfe"] == 100 * 4
-        assert "plain_fid" not in row
+        assert "plain_fid" not in row and row["health_seconds"] == 0.0   # no unguided health draw to time
     assert all("plain_fid" in r and "plain_coverage" in r and "plain_precision" in r for r in sims)
+    assert all(r["health_seconds"] > 0.0 for r in sims)   # the health draw's time, apart from S_t's
 
 
 def test_rescore_measures_the_model_health_again_or_drops_it(micro, tmp_path):
