@@ -94,9 +94,13 @@ class RunConfig:
     mid_block: str = _f("attention", "UNet2DModel's middle block: attention (diffusers' default: two ResNets around "
                         "self-attention), plain (the two ResNets alone) or none")
     prediction_type: str = _f("v_prediction", "epsilon or v_prediction")
+    beta_schedule: str = _f("linear", "the diffusion's noise schedule (diffusers' DDPMScheduler beta_schedule, training and "
+                            "sampling): linear (DDPM's), scaled_linear or squaredcos_cap_v2 (the cosine schedule of "
+                            "Nichol & Dhariwal 2021)")
     train_steps: int = _f(360, "optimizer steps per generation")
     batch_size: int = _f(64, "training batch size (global, across processes; divisible by their number)")
     learning_rate: float = _f(2e-3, "AdamW learning rate")
+    adam_beta2: float = _f(0.999, "AdamW's second-moment decay β2 (torch's default; 0.99 adapts within a short training)")
     lr_warmup_steps: int = _f(0, "steps of a linear learning-rate ramp from 0 (then constant)")
     loss_weighting: str = _f("none", "per-timestep loss weight: none, or min_snr (Hang et al. 2023, min(SNR, γ) "
                              "over the target's SNR)")
@@ -226,6 +230,7 @@ BUILTIN_DATA = ("mnist", "digits", "mnist-70k")  # autophagy.data.BUILTIN
 INITS = ("scratch", "previous")
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 MID_BLOCKS = ("attention", "plain", "none")
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 MIXED_PRECISION = ("no", "bf16", "fp16", "auto")
 FUSED_ADAMW = ("gpu", "always")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile
@@ -269,6 +274,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     choose("init", cfg.init, INITS)
     choose("prediction_type", cfg.prediction_type, PREDICTION_TYPES)
     choose("mid_block", cfg.mid_block, MID_BLOCKS)
+    choose("beta_schedule", cfg.beta_schedule, BETA_SCHEDULES)
     choose("mixed_precision", cfg.mixed_precision, MIXED_PRECISION)
     choose("fused_adamw", cfg.fused_adamw, FUSED_ADAMW)
     choose("compile_mode", cfg.compile_mode, COMPILE_MODES)
@@ -320,6 +326,8 @@ def validate(cfg: RunConfig) -> RunConfig:
                               f"generations t >= 1 fine-tune θ_(t-1)); --init is {cfg.init!r}")
     if not (0 < cfg.learning_rate < 1):
         raise ConfigError(f"--learning-rate: {cfg.learning_rate!r} is not allowed; it must be in (0, 1)")
+    if not (0 < cfg.adam_beta2 < 1):
+        raise ConfigError(f"--adam-beta2: {cfg.adam_beta2!r} is not allowed; it must be in (0, 1)")
     if not (0 <= cfg.ema_decay < 1):
         raise ConfigError(f"--ema-decay: {cfg.ema_decay!r} is not allowed; it must be in [0, 1)")
     if cfg.resolution % (2 ** (len(cfg.block_out_channels) - 1)):

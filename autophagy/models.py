@@ -32,7 +32,8 @@ def build_unet(cfg: RunConfig, channels: int, num_classes: int = 0) -> UNet2DMod
 
 
 def build_train_scheduler(cfg: RunConfig) -> DDPMScheduler:
-    return DDPMScheduler(num_train_timesteps=TRAIN_TIMESTEPS, prediction_type=cfg.prediction_type)
+    return DDPMScheduler(num_train_timesteps=TRAIN_TIMESTEPS, prediction_type=cfg.prediction_type,
+                         beta_schedule=cfg.beta_schedule)
 
 
 # The samplers S_t can be drawn with, each diffusers' own scheduler built from the training schedule.

@@ -193,6 +193,12 @@ def _check_finite(accelerator: Accelerator, loss: torch.Tensor, step: int, descr
     return value
 
 
+def quiet_unless_main(is_main: bool) -> dict:
+    """tqdm's switch: off on every process but the local main one; on the main one none given, so tqdm's own
+    environment (TQDM_DISABLE=1, TQDM_MININTERVAL, ...) still decides, which an explicit disable= would override."""
+    return {} if is_main else {"disable": True}
+
+
 @threads.engine_claim()
 def train_diffusion(
     model: UNet2DModel,
@@ -213,6 +219,7 @@ def train_diffusion(
     # torch's fused AdamW (one kernel for all parameters, the same update) on a GPU, and on the CPU where the
     # config asks for it (about 5 % of a cpu-preset step); else the per-tensor loop earlier CPU runs were computed with
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.0,
+                                  betas=(0.9, cfg.adam_beta2),
                                   fused=accelerator.device.type == "cuda" or cfg.fused_adamw == "always")
     model, optimizer = accelerator.prepare(model, optimizer)
     ema = make_ema(accelerator.unwrap_model(model).parameters(), cfg)
@@ -223,7 +230,7 @@ def train_diffusion(
 
     model.train()
     bar = tqdm(range(start_step, train_steps), initial=start_step, total=train_steps, desc=description,
-               disable=not accelerator.is_local_main_process, leave=False, dynamic_ncols=True)
+               leave=False, dynamic_ncols=True, **quiet_unless_main(accelerator.is_local_main_process))
     for step in bar:
         x_t, timesteps, cond, target = batches(step, scheduler, cfg)
         with accelerator.autocast():

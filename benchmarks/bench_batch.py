@@ -2,6 +2,7 @@
 preset's class-conditional UNet costs, to put `frontier.py`'s FID-per-step rows on a CPU-seconds scale.
 
     python benchmarks/bench_batch.py [--threads 2] [--batches 64,128,256] [--repeats 3] [--steps 100]
+    python benchmarks/bench_batch.py --variants "" "block_out_channels=16/32/32" --fused no   # a UNet shape's cost
 
 The loop's own trainer on random 16x16 images (the cost does not depend on the pixels); the variants are
 interleaved and repeated, and the median is printed. Nothing else should run on the machine meanwhile.
@@ -19,6 +20,7 @@ import autophagy.training as training
 from autophagy import hardware
 from autophagy.config import PRESETS, RunConfig
 from autophagy.models import build_unet
+from frontier import parse_variant
 
 
 def main():
@@ -27,6 +29,10 @@ def main():
     p.add_argument("--batches", default="64,128,256")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--steps", type=int, default=100, help="timed steps per variant and repeat (after 20 warm-up)")
+    p.add_argument("--variants", nargs="+", default=[""], help="FIELD=VALUE,... overrides of the cpu preset, as "
+                   "frontier.py's (each timed at every batch size)")
+    p.add_argument("--fused", choices=("both", "no", "yes"), default="both", help="time torch's fused AdamW, "
+                   "the per-tensor loop, or both")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     print(hardware.describe(), flush=True)
@@ -36,28 +42,31 @@ def main():
     labels = rng.integers(0, 10, 5000)
     adamw = torch.optim.AdamW
 
-    def ms_per_step(batch: int, fused: bool, steps: int) -> float:
+    def ms_per_step(text: str, batch: int, fused: bool, steps: int) -> float:
         # the trainer builds torch.optim.AdamW itself: swap in the fused variant for this call only
         training.torch.optim.AdamW = (lambda *a, **k: adamw(*a, **{**k, "fused": True})) if fused else adamw
         try:
-            model = build_unet(cfg, 1, 10)
+            variant = replace(cfg, batch_size=batch, **parse_variant(text))
+            model = build_unet(variant, 1, 10)
             start = time.perf_counter()
-            training.train_diffusion(model, images, labels, replace(cfg, batch_size=batch), steps, (0, 0, 0))
+            training.train_diffusion(model, images, labels, variant, steps, (0, 0, 0))
             return (time.perf_counter() - start) / steps * 1000
         finally:
             training.torch.optim.AdamW = adamw
 
-    variants = [(b, fused) for b in map(int, args.batches.split(",")) for fused in (False, True)]
-    ms_per_step(variants[0][0], False, 20)
+    fused_choices = {"both": (False, True), "no": (False,), "yes": (True,)}[args.fused]
+    variants = [(text, b, fused) for text in args.variants for b in map(int, args.batches.split(","))
+                for fused in fused_choices]
+    ms_per_step(*variants[0][:3], 20)
     times = {v: [] for v in variants}
     for _ in range(args.repeats):
         for v in variants:
             times[v].append(ms_per_step(*v, args.steps))
     base = np.median(times[variants[0]])
-    for (batch, fused), values in times.items():
+    for (text, batch, fused), values in times.items():
         median = float(np.median(values))
-        print(f"batch {batch:4d} {'fused AdamW' if fused else 'AdamW      '}: {median:6.1f} ms/step "
-              f"(runs {', '.join(f'{x:.1f}' for x in values)}), {median / base:.2f}x batch {variants[0][0]}'s")
+        print(f"{text or 'cpu preset':40s} batch {batch:4d} {'fused AdamW' if fused else 'AdamW      '}: "
+              f"{median:6.1f} ms/step (runs {', '.join(f'{x:.1f}' for x in values)}), {median / base:.2f}x the first")
 
 
 if __name__ == "__main__":

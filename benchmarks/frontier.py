@@ -125,6 +125,17 @@ def dataclasses_replace(cfg, **changes):
     return dataclasses.replace(cfg, **changes)
 
 
+_SHORT = {"block_out_channels=": "widths ", "snr_gamma=": "γ ", "adam_beta2=": "β2 ", "learning_rate=": "lr ",
+          "beta_schedule=squaredcos_cap_v2": "cosine", "timestep_spacing=": "", "batch_size=": "batch "}
+
+
+def _short(variant: str) -> str:
+    """A legend label: the variant's overrides with the field names shortened."""
+    for long, short in _SHORT.items():
+        variant = variant.replace(long, short)
+    return variant.replace(",", ", ")
+
+
 def plot(log_path: Path, png: Path, samplers=("ddim:10", "unipc:10")) -> None:
     """Validation FID (the mean over the seeds run) against seconds per generation: one colour per variant,
     one line style per sampler. The cost of a point is train_steps x the variant's seconds per step at its
@@ -143,18 +154,18 @@ def plot(log_path: Path, png: Path, samplers=("ddim:10", "unipc:10")) -> None:
     df = df.groupby(["variant", "sampler", "train_steps"], sort=False, as_index=False).agg(
         val_fid=("val_fid", "mean"), machine=("machine", "first"))
     df["cost"] = df["train_steps"] * df["variant"].map(per_step) + df["sampler"].map(sample_seconds)
-    fig, ax = plt.subplots(figsize=(8, 5))
-    colours = dict(zip(df["variant"].unique(), plt.cm.tab10.colors))
+    fig, ax = plt.subplots(figsize=(9, 5 + 0.12 * df["variant"].nunique()))
+    colours = {v: plt.cm.tab20(i % 20) for i, v in enumerate(df["variant"].unique())}
     styles = dict(zip(samplers, ("-", ":", "--", "-.")))
     for (variant, sampler), group in df[df["sampler"].isin(samplers)].groupby(["variant", "sampler"], sort=False):
         group = group.sort_values("cost")
         ax.plot(group["cost"], group["val_fid"], marker="o", ms=3, color=colours[variant],
-                ls=styles[sampler], label=f"{variant} | {sampler}")
+                ls=styles[sampler], label=f"{_short(variant)} | {sampler}")
     ax.set_xlabel("CPU seconds per fully-synthetic generation (train + 1,000 samples)")
     ax.set_ylabel("validation FID (lenet)")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.15))
     ax.set_title(df["machine"].iloc[0][:100], fontsize=7)
     fig.tight_layout()
     fig.savefig(png, dpi=100)

@@ -1,6 +1,7 @@
 """Pick SIMS's ω (and Neon's w) on the VALIDATION split, with models seeded exactly as the loop seeds them.
 
-    python benchmarks/sweep_sims.py [--preset cpu] [--seeds 0] [--omegas 0.5,1,2,3 (empty: no SIMS)] [--neon 0.5,1,2]
+    python benchmarks/sweep_sims.py [--preset cpu] [--set FIELD=VALUE,...] [--seeds 0]
+                                    [--omegas 0.5,1,2,3 (empty: no SIMS)] [--neon 0.5,1,2]
                                     [--neon-steps 11,30 --neon-lrs 2e-4,2e-3]
 
 For each seed: generation 0 of a SIMS run with `evaluate_on=validation` (base θ_0 and the auxiliary
@@ -23,6 +24,7 @@ from pathlib import Path
 from autophagy import hardware
 from autophagy.config import make_config
 from autophagy.rundir import RunDir
+from frontier import parse_variant
 from autophagy.sampling import GuidedDenoiser
 from loops.generation import GenerationContext
 from loops.run import RunState, load_data_for, process_state
@@ -37,6 +39,8 @@ def _numbers(text: str, kind) -> list:
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="cpu")
+    p.add_argument("--set", default="", help="FIELD=VALUE,... overrides of the preset, as frontier.py's variants "
+                   "(a candidate base)")
     p.add_argument("--seeds", default="0")
     p.add_argument("--omegas", default="0.5,1,2,3")
     p.add_argument("--neon", default="", help="Neon weights w to score too, e.g. 0.5,1,2")
@@ -46,7 +50,8 @@ def main():
     args = p.parse_args()
     print(hardware.describe(), flush=True)
     for seed in map(int, args.seeds.split(",")):
-        cfg = validate_run(make_config(args.preset, regime="sims", generations=1, seed=seed, evaluate_on="validation"))
+        cfg = validate_run(make_config(args.preset, regime="sims", generations=1, seed=seed, evaluate_on="validation",
+                                       **parse_variant(args.set)))
         rd = RunDir(args.out / f"s{seed}")
         rd.root.mkdir(parents=True, exist_ok=True)
         rd.check_or_write_config(cfg)

@@ -25,6 +25,7 @@ from autophagy.models import build_unet
 from autophagy.rundir import atomic_save_npz, atomic_write_bytes, load_npz
 from autophagy.sampling import GuidedDenoiser, chunk_sizes, sample_chunks
 from autophagy.seeding import seed_for
+from autophagy.training import quiet_unless_main
 from loops import artifacts, rows
 from loops.regimes import check_training_set
 from loops.samplers import SAMPLERS
@@ -146,8 +147,8 @@ class GenerationContext:
                 and load_npz(chunk_dir / f"chunk_{i:04d}.npz", ("images",), damaged_ok=True) is None]
         chunk_dir.mkdir(parents=True, exist_ok=True)
         results = {}
-        bar = tqdm(total=n_images, desc=f"gen {t} {purpose.replace('_', ' ')}", leave=False,
-                   disable=not state.is_local_main_process, dynamic_ncols=True)
+        bar = tqdm(total=n_images, desc=f"gen {t} {purpose.replace('_', ' ')}", leave=False, dynamic_ncols=True,
+                   **quiet_unless_main(state.is_local_main_process))
         for index, images, labels in sample_chunks(denoiser, cfg, n_images, (cfg.seed, t, ROLES[purpose]),
                                                    purpose, self.run.real.num_classes, self.device, mine,
                                                    self.run.sampling_autocast()):

@@ -51,7 +51,7 @@ def test_mid_block_choice_builds_that_unet(mid_block):
 
 
 @pytest.mark.parametrize("field,value", [("mid_block", "deep"), ("fused_adamw", "never"),
-                                         ("compile_mode", "fast")])
+                                         ("compile_mode", "fast"), ("beta_schedule", "cosine")])
 def test_bad_model_choices_are_refused_by_name(field, value):
     from autophagy.config import ConfigError
     with pytest.raises(ConfigError, match=f"--{field.replace('_', '-')}: '{value}' is not allowed"):
@@ -117,3 +117,55 @@ def test_fused_adamw_on_the_cpu_is_the_same_update(monkeypatch):
     moved = (weights["gpu"] - start).abs().max()
     assert moved > 1e-4  # the step did move the weights
     assert (weights["gpu"] - weights["always"]).abs().max() < 1e-4 * moved
+
+
+def test_adam_beta2_reaches_the_optimizer_and_is_refused_outside_0_1(monkeypatch):
+    import numpy as np
+    import torch
+    from autophagy import training
+    from autophagy.config import ConfigError
+    built = []
+    real = torch.optim.AdamW
+    monkeypatch.setattr(training.torch.optim, "AdamW", lambda *a, **k: built.append(k["betas"]) or real(*a, **k))
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 255, (16, 1, 8, 8), dtype=np.uint8), rng.integers(0, 10, 16)
+    for beta2 in (0.999, 0.99):
+        cfg = validate(make_config("micro", adam_beta2=beta2, checkpoint_every=0))
+        training.train_diffusion(build_unet(cfg, 1, 10), images, labels, cfg, 1, (0, 0, 0))
+    assert built == [(0.9, 0.999), (0.9, 0.99)]
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ConfigError, match=r"--adam-beta2: .* must be in \(0, 1\)"):
+            validate(make_config("micro", adam_beta2=bad))
+
+
+@pytest.mark.parametrize("environment,shown", [({}, True), ({"TQDM_DISABLE": "1"}, False)])
+def test_the_trainers_bar_follows_tqdms_environment(environment, shown, tmp_path):
+    """TQDM_DISABLE=1 silences the trainer's bar (benchmark workers' logs); an explicit disable= overrode it."""
+    import os
+    import subprocess
+    import sys
+    code = ("import numpy as np\n"
+            "from autophagy.config import make_config, validate\n"
+            "from autophagy.models import build_unet\n"
+            "from autophagy.training import train_diffusion\n"
+            "cfg = validate(make_config('micro', checkpoint_every=0))\n"
+            "rng = np.random.default_rng(0)\n"
+            "images, labels = rng.integers(0, 255, (16, 1, 8, 8), dtype=np.uint8), rng.integers(0, 10, 16)\n"
+            "train_diffusion(build_unet(cfg, 1, 10), images, labels, cfg, 2, (0, 0, 0), description='barcheck')\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TQDM_")} | environment
+    env["AUTOPHAGY_PROCESSES"] = str(tmp_path / "processes")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert ("barcheck" in done.stderr) == shown
+
+
+def test_the_beta_schedule_is_the_training_and_the_sampling_schedule():
+    """--beta-schedule squaredcos_cap_v2 trains and samples on the cosine schedule (the default keeps DDPM's
+    linear one); a sampler built from the training scheduler must not fall back to linear."""
+    from autophagy.models import build_sample_scheduler, build_train_scheduler
+    linear, cosine = (validate(make_config("cpu", beta_schedule=b)) for b in ("linear", "squaredcos_cap_v2"))
+    assert build_train_scheduler(linear).alphas_cumprod[500] < 0.1      # DDPM linear: about 0.08 at t = 500
+    assert build_train_scheduler(cosine).alphas_cumprod[500] > 0.4      # cosine: about 0.49
+    for cfg in (linear, cosine):
+        assert build_sample_scheduler(cfg).config.beta_schedule == cfg.beta_schedule
+        assert (build_sample_scheduler(cfg).alphas_cumprod == build_train_scheduler(cfg).alphas_cumprod).all()
