@@ -214,7 +214,7 @@ PRESETS: dict[str, dict] = {
                 sampling_scheduler="unipc", conditioning="auto", guidance_weight=1.0, neon_aux_train_steps=20,
                 neon_weight=2.0, n_eval=1000),
     # MAD's MNIST sizes (n_r = n_s = 60k) on the full 70,000 digits at their own 28x28: reference 8k and
-    # validation 2k held out leave a pool of 60k. The cpu preset's recipe (min-SNR, UniPC, EMA), wider and
+    # validation 2k held out leave a pool of 60k. The second base's recipe (min-SNR-5, UniPC, EMA), wider and
     # trained 10x longer; not tuned on this CPU (a generation costs hours here: a GPU preset, see README).
     # Training in bf16 where it is native: 1.4x faster on an AMX Xeon, bf16 on GPUs; float32 on an AVX2 CPU, which
     # emulates bf16 (README "Presets").
