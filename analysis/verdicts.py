@@ -36,7 +36,7 @@ from analysis.load import Reading
 from analysis.report import interval
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
-BASE_NOT_RECORDED = "not recorded (verdicts made before 2026-12-05 are all of an unconditional base)"
+BASE_NOT_RECORDED = "not recorded (a verdict older than the field, kept without its run folders)"
 
 
 def region_verdict(low: float, high: float, region: dict) -> str:
@@ -246,18 +246,24 @@ def ledger_markdown(verdicts: list[dict]) -> str:
 
 def describe_base(run_folder: Path) -> str:
     """The model a run starts from, read from its folder (config.json and generation 0's saved UNet config,
-    both JSON: nothing is executed),
-    e.g. 'class-conditional UNet 16/32, 600 steps, min_snr loss, unipc 10 steps, mnist'.
-    Verdicts measured on different bases must not be read as one series: the ledger names each one's."""
+    both JSON: nothing is executed), e.g. 'class-conditional UNet 16/32/32, 400 steps, min_snr γ 2 loss,
+    squaredcos_cap_v2 schedule, AdamW β2 0.95, unipc 10 steps (trailing), mnist'. Every setting that told
+    this project's bases apart is named: two verdicts whose bases differ only in the noise schedule or
+    the loss's γ must not read as one series. A field older runs lack is the value that ran before it
+    existed (the linear schedule, β2 0.999, leading spacing); a γ they lack is left unsaid."""
     import json
     cfg = json.loads((run_folder / "config.json").read_text())
     unet = run_folder / "gen_000" / "model" / "unet" / "config.json"
     embeds = json.loads(unet.read_text()).get("num_class_embeds") if unet.is_file() else None
     kind = "class-conditional" if embeds else "unconditional" if unet.is_file() else f"conditioning {cfg.get('conditioning', 'none')}"
     widths = "/".join(str(w) for w in cfg.get("block_out_channels", []))
-    return (f"{kind} UNet {widths}, {cfg.get('train_steps')} steps, {cfg.get('loss_weighting', 'none')} loss, "
-            f"{cfg.get('sampling_scheduler', 'ddim')} {cfg.get('sampling_steps', cfg.get('ddim_steps'))} steps, "
-            f"{cfg.get('data')}")
+    loss = cfg.get("loss_weighting", "none")
+    if loss == "min_snr" and "snr_gamma" in cfg:
+        loss += f" γ {cfg['snr_gamma']:g}"
+    return (f"{kind} UNet {widths}, {cfg.get('train_steps')} steps, {loss} loss, "
+            f"{cfg.get('beta_schedule', 'linear')} schedule, AdamW β2 {cfg.get('adam_beta2', 0.999):g}, "
+            f"{cfg.get('sampling_scheduler', 'ddim')} {cfg.get('sampling_steps', cfg.get('ddim_steps'))} steps "
+            f"({cfg.get('timestep_spacing', 'leading')}), {cfg.get('data')}")
 
 
 def protocol_verdict(finished: list[Path], experiment_of: dict[str, str], generations: int, tests: list[dict],

@@ -153,7 +153,8 @@ def test_protocol_run_smoke_writes_a_verdict_marked_as_smoke(tmp_path, capsys):
     assert "AMD" in verdict["machine"] or "CPU" in verdict["machine"]
     assert "(smoke run: not the protocol)" in out
     # the base it was measured on, read from the run folders (micro on MNIST: conditioned on the class)
-    assert verdict["base"] == "class-conditional UNet 8/16, 30 steps, min_snr loss, unipc 4 steps, mnist"
+    assert verdict["base"] == ("class-conditional UNet 8/16, 30 steps, min_snr γ 2 loss, squaredcos_cap_v2 schedule, "
+                               "AdamW β2 0.95, unipc 4 steps (trailing), mnist")
     assert (tmp_path / "p" / "report-mad-fully-synthetic@1-smoke" / "comparison.csv").is_file()
     # the ledger is generated from the verdict, with its figure beside it (in this process: the same CLI)
     assert main(["protocol", "ledger", str(tmp_path / "p" / "verdict-mad-fully-synthetic@1-smoke.json"),
@@ -314,3 +315,22 @@ def test_the_record_a_protocol_run_keeps_in_its_folder_loads_as_that_protocol(tm
                                                         {**original, "generations": 11})))))
     with pytest.raises(ConfigError, match="differs from the published mad-fully-synthetic@1"):
         load_protocol(str(record))
+
+
+def test_the_base_names_the_settings_that_told_the_bases_apart(tmp_path):
+    from analysis.verdicts import describe_base
+
+    def folder(name, **cfg):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({
+            "block_out_channels": [16, 32], "train_steps": 600, "loss_weighting": "min_snr",
+            "sampling_scheduler": "unipc", "sampling_steps": 10, "data": "mnist", **cfg}))
+        return tmp_path / name
+    # a run older than the schedule, β2 and spacing fields ran linear, 0.999 and leading: it says so
+    old = describe_base(folder("old"))
+    assert "linear schedule" in old and "AdamW β2 0.999" in old and "(leading)" in old and "γ" not in old
+    # two bases that differ only in the noise schedule, or only in γ, do not read as one
+    linear = describe_base(folder("linear", beta_schedule="linear", snr_gamma=2.0))
+    cosine = describe_base(folder("cosine", beta_schedule="squaredcos_cap_v2", snr_gamma=2.0))
+    gamma5 = describe_base(folder("gamma5", beta_schedule="linear", snr_gamma=5.0))
+    assert len({linear, cosine, gamma5}) == 3 and "min_snr γ 2 loss" in linear and "min_snr γ 5 loss" in gamma5
