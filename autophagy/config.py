@@ -208,8 +208,9 @@ PRESETS: dict[str, dict] = {
     # The third base (2026-12-06, README "Base model"): a third UNet level (16, 32, 32: the middle block's attention
     # at 4x4), min-SNR-2, AdamW β2 0.95, the cosine schedule sampled with trailing spacing and torch's fused AdamW:
     # validation FID at 400 steps equal to the 600-step base's (3 seeds paired: 13.2 / 10.9 / 9.5 against
-    # 12.6 / 12.2 / 9.7) for about 0.64x its training time. Neon keeps 5 % of the base's training images (20 steps); its w = 4 is the
-    # lower mean validation FID over seeds 0 and 1 (w 2: 10.7 / 8.0, w 4: 10.1 / 7.7, w 8: 13.0 / 12.5; README).
+    # 12.6 / 12.2 / 9.7) for about 0.64x its training time. Neon keeps 5 % of the base's training images (20
+    # steps); its w = 4 has the lower mean validation FID over seeds 0 and 1 (w 2: 10.7 / 8.0, w 4: 10.1 / 7.7,
+    # w 8: 13.0 / 12.5; README "The third base").
     "cpu": dict(train_steps=400, block_out_channels=(16, 32, 32), loss_weighting="min_snr", snr_gamma=2.0,
                 adam_beta2=0.95, beta_schedule="squaredcos_cap_v2", timestep_spacing="trailing", fused_adamw="always",
                 sampling_scheduler="unipc", conditioning="auto", guidance_weight=1.0, neon_aux_train_steps=20,
