@@ -60,7 +60,22 @@ def _rows(path: Path) -> list[dict]:
     if gaps:
         raise ReportError(f"report: {str(path)!r} has no row for generation(s) {gaps}; run the run's command "
                           f"again to restore them")
-    return rows
+    return _relabelled(rows)
+
+
+# the fields of a row that its run's regime decides (loops.rows.regime_labels)
+REGIME_LABELS = ("uses", "own_sampler", "control")
+
+
+def _relabelled(rows: list[dict]) -> list[dict]:
+    """A generation 0 copied from another run (its row says `reused_from`) written before 2026-12-06 kept
+    that run's regime labels: which fields its methods read, its own sampler, its control (a fresh-data
+    run's generation 0 from a fully-synthetic run said it reads nothing, so two fresh-data runs that
+    differ in n_real_fresh read as one). The run's own later rows say what its regime is."""
+    own = next((r for r in rows if r["generation"] > 0 and not r.get("reused_from")), None)
+    if own is None:
+        return rows
+    return [{**r, **{k: own[k] for k in REGIME_LABELS if k in own}} if r.get("reused_from") else r for r in rows]
 
 
 def load_runs(paths, reading: Reading | None = None) -> pd.DataFrame:

@@ -1,6 +1,7 @@
 """Generation 0 shared across runs: it depends on the data, the seed, the training config and the
 sampler with the fields it reads (a SIMS run draws S_0 with the SIMS sampler), never on the regime.
-Runs with the same key reuse one finished gen_000 (copied, DONE last), with its row relabelled."""
+Runs with the same key reuse one finished gen_000 (copied, DONE last), its row relabelled with the copying run's
+regime labels (loops.rows.regime_labels)."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,6 +13,7 @@ from autophagy import layout
 from autophagy.rundir import RunDir
 from loops.artifacts import STATS_FILE
 from loops.regimes import as_read, regime_fields, sampler_of
+from loops.rows import regime_labels
 from loops.samplers import SAMPLERS, sampler_fields
 
 
@@ -96,6 +98,6 @@ def reuse_generation_zero(source: RunDir, target: RunDir, cfg: RunConfig) -> boo
         shutil.rmtree(target.gen(0), ignore_errors=True)
         shutil.copytree(source.gen(0), target.gen(0), ignore=shutil.ignore_patterns("DONE", "work", "row.json"))
         row = next(r for r in source.read_rows() if r["generation"] == 0)
-        target.append_row({**row, "regime": cfg.regime, "reused_from": str(source.root)})
+        target.append_row({**row, **regime_labels(cfg), "reused_from": str(source.root)})
         target.mark_done(0)
     return True

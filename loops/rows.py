@@ -11,7 +11,7 @@ from autophagy.layout import HEALTH_KEYS, HEALTH_PREFIX
 from autophagy.metrics import total_variation
 from autophagy.seeding import rng_for
 from loops.artifacts import memory_mb
-from loops.regimes import method_fields
+from loops.regimes import REGIMES, method_fields
 
 # sampler weights a row always carries (0.0 where the run's sampler does not read them), as rows always have
 ROW_WEIGHTS = ("guidance_weight", "neon_weight")
@@ -68,12 +68,22 @@ def target_scores(cfg, scores: dict, scorer, samples, health, t: int = 0) -> dic
     return {k: v for k, v in out.items() if v is not None}
 
 
+def regime_labels(cfg) -> dict:
+    """The fields of a row that its run's regime decides, not its models: the regime, the fields its regime
+    and sampler declare that they read (`uses`), the sampler weights, its own sampler and its control. A
+    generation 0 copied from another run's (loops.generation_zero) takes the copying run's."""
+    regime, uses = REGIMES[cfg.regime], method_fields(cfg)
+    return {"regime": cfg.regime,
+            **{name: getattr(cfg, name) if name in uses else 0.0 for name in ROW_WEIGHTS},
+            "uses": {name: getattr(cfg, name) for name in uses},     # what the registrations declare
+            "own_sampler": regime.sampler or "plain", "control": regime.control}
+
+
 def metrics_row(run, t: int, scores: dict, data: TrainingData, train_stats: dict, setup, scorer, n_generated: int,
                 seconds: dict) -> dict:
     """One generation's row: identity, the scores, the instrument, the data sizes, the method's fields
     (as its registration declares them), cost and time."""
     cfg = run.cfg
-    uses = method_fields(cfg)
     nfe_per_image = cfg.sampling_steps * setup.denoiser.networks_per_step
     return {
         "generation": t, "regime": cfg.regime, "sampler": run.sampler_name, "seed": cfg.seed, "preset": cfg.preset,
@@ -82,9 +92,7 @@ def metrics_row(run, t: int, scores: dict, data: TrainingData, train_stats: dict
         "evaluated_on": cfg.evaluate_on, "n_reference": len(scorer.reference), "n_generated": n_generated,
         "n_prdc": min(n_generated, len(scorer.reference)),
         "n_train_real": data.n_real, "n_train_synthetic": data.n_synthetic,
-        **{name: getattr(cfg, name) if name in uses else 0.0 for name in ROW_WEIGHTS},
-        "uses": {name: getattr(cfg, name) for name in uses},     # what the registrations declare
-        "own_sampler": run.regime.sampler or "plain", "control": run.regime.control,
+        **regime_labels(cfg),
         "sampling_bias": cfg.sampling_bias, "num_processes": run.state.num_processes,
         "sampling_dtype": run.sampling_dtype, "mixed_precision": run.mixed_precision,
         "ema_decay_effective": train_stats.get("ema_decay_effective", float("nan")),

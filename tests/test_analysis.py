@@ -92,6 +92,24 @@ def _run(folder, seed, rows, **cfg):
     return folder
 
 
+def test_a_generation_zero_copied_from_another_regime_keeps_its_runs_experiment(tmp_path):
+    """Two fresh-data runs that differ only in n_real_fresh, whose generation 0 was copied from a
+    fully-synthetic run by a sweep before 2026-12-06 (its row says it reads no field): read as the engine
+    reads them, they are two experiments, not one with six rows a generation."""
+    import json
+    from analysis.experiments import label_experiments
+    from analysis.load import load_runs
+    from autophagy.cli import _reading
+    runs = [_run(tmp_path / f"fresh{n}-s0", 0, [5.0, 9.0, 12.0], regime="fresh-data", n_real_fresh=n) for n in (111, 250)]
+    for run in runs:
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        rows[0].update(uses={}, reused_from=str(tmp_path / "fully-synthetic-s0"))
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    df = label_experiments(load_runs(runs, _reading()))
+    labels = df.groupby("run")["experiment"].agg(set)
+    assert labels["fresh111-s0"] == {"n_real_fresh=111"} and labels["fresh250-s0"] == {"n_real_fresh=250"}
+
+
 def test_folders_of_other_preset_versions_are_read_as_their_methods_read_them(tmp_path):
     """Synthetic-augmentation folders of a preset that had Neon's w = 4 and no n_eval or finetune_epochs
     field, and of today's (w = 2, n_eval = n_synthetic = 1,000, finetune_epochs = 0, the field's default):

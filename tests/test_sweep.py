@@ -82,8 +82,11 @@ def test_a_regime_added_to_a_finished_sweep_reuses_its_generation_zero(swept):
     runs = expand(make_config("micro", generations=2), grid, [0])
     summary = run_sweep(runs, out, workers=1, grid=grid, seeds=[0], log=lambda *_: None)
     assert all(s["state"] == "finished" for s in summary)
-    row0 = _rows(out / "fresh-data_learning_rate=0.002-s0")[0]
+    row0, row1 = _rows(out / "fresh-data_learning_rate=0.002-s0")[:2]
     assert row0["reused_from"] == str(out / "fully-synthetic_learning_rate=0.002-s0")
+    # the copied row says what the copying run's regime reads, not what the source's did (which is nothing)
+    assert row0["uses"] == row1["uses"] and "n_real_fresh" in row0["uses"]
+    assert _rows(out / "fully-synthetic_learning_rate=0.002-s0")[0]["uses"] == {}
 
 
 def test_killed_driver_resumes_to_the_same_rows(tmp_path):
