@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from autophagy.layout import BASELINE, CONFIG, METRICS_FILE, REPORT_METRICS, SAMPLES, experiment_identity, generation_dir, parse_rows
+from autophagy.layout import (BASELINE, CONFIG, METRICS_FILE, REGIME_LABEL_KEYS, REPORT_METRICS, SAMPLES,
+                              experiment_identity, generation_dir, parse_rows)
 
 METRICS = REPORT_METRICS  # what reports tabulate and plot (the run folder's contract, autophagy.layout)
 
@@ -63,10 +64,6 @@ def _rows(path: Path) -> list[dict]:
     return _relabelled(rows)
 
 
-# the fields of a row that its run's regime decides (loops.rows.regime_labels)
-REGIME_LABELS = ("uses", "own_sampler", "control")
-
-
 def _relabelled(rows: list[dict]) -> list[dict]:
     """A generation 0 copied from another run (its row says `reused_from`) written before 2026-12-06 kept
     that run's regime labels: which fields its methods read, its own sampler, its control (a fresh-data
@@ -75,7 +72,7 @@ def _relabelled(rows: list[dict]) -> list[dict]:
     own = next((r for r in rows if r["generation"] > 0 and not r.get("reused_from")), None)
     if own is None:
         return rows
-    return [{**r, **{k: own[k] for k in REGIME_LABELS if k in own}} if r.get("reused_from") else r for r in rows]
+    return [{**r, **{k: own[k] for k in REGIME_LABEL_KEYS if k in own}} if r.get("reused_from") else r for r in rows]
 
 
 def load_runs(paths, reading: Reading | None = None) -> pd.DataFrame:

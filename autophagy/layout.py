@@ -56,6 +56,7 @@ METRIC_KEYS = ("fid", "kid", "precision", "recall", "density", "coverage")   # a
 CLASS_KEYS = ("class_histogram", "classes_covered", "class_entropy")         # lenet space only
 HEALTH_KEYS = (*METRIC_KEYS, *CLASS_KEYS)      # scored again on a guided run's unguided draws, as plain_<key>
 HEALTH_PREFIX = "plain_"                       # row keys stay as they were: plain_* is the model's own health
+REGIME_LABEL_KEYS = ("uses", "own_sampler", "control")  # set by the run's regime (loops.rows.regime_labels)
 DISTRIBUTION_KEYS = ("target_tv", "target_fid", "rejection_target_tv", "rejection_target_fid")  # distribution shifting
 # what reports tabulate and plot, in this order
 REPORT_METRICS = (*METRIC_KEYS, "classes_covered", "memorization", "target_tv", "target_fid",
