@@ -155,9 +155,14 @@ def board_entry(df: pd.DataFrame, method: str, control: str, generation: int) ->
     """A method's leaderboard figures against the unmitigated control on shared seeds, at `generation`: the
     paired difference of FID, of model health (plain_fid: the model's own samples; an unguided run's own FID)
     and of recall, each with its 95 % interval; and its cost, per seed the method's training images and
-    sampler network evaluations over generations 0..generation as a multiple of the control's."""
+    sampler network evaluations over generations 0..generation as a multiple of the control's. At generation 0
+    there is no health figure (None): every method's model is then the same θ_0 (generation 0 never depends on
+    the regime, loops.generation_zero), so the difference would only be two draws of one model."""
     entry = {"method_experiment": method, "control": control, "generation": int(generation)}
     for metric in BOARD_METRICS:
+        if metric == "plain_fid" and generation == 0:
+            entry[metric] = None
+            continue
         result = evaluate_test(df, {"kind": "compare", "experiment": method, "baseline": control, "metric": metric,
                                     "region": {"below": 0.0}, "generation": generation}, generation + 1)
         entry[metric] = {k: result[k] for k in ("mean", "ci95_low", "ci95_high", "n_seeds", "per_seed")}
@@ -173,6 +178,12 @@ def _cell(figure: dict) -> str:
     return f"{figure['mean']:+.3g} [{figure['ci95_low']:.3g}, {figure['ci95_high']:.3g}]"
 
 
+def _health_cell(board: dict) -> str:
+    """Model health, blank at generation 0 (θ_0 for every method; verdicts written before `board_entry` left it
+    out there still hold a figure, two draws of θ_0)."""
+    return "– (generation 0: θ_0 for every method)" if board["generation"] == 0 else _cell(board["plain_fid"])
+
+
 def _board_table(members: list[dict]) -> list[str]:
     """The figures every method of one protocol was measured with (`board`), best sample FID first."""
     first = members[0]["board"]
@@ -184,7 +195,7 @@ def _board_table(members: list[dict]) -> list[str]:
     for rank, v in enumerate(sorted(members, key=lambda v: v["board"]["fid"]["mean"]), 1):
         b = v["board"]
         method = v["protocol"].split("+")[1] if "+" in v["protocol"] else f"{b['method_experiment']} (the protocol's own)"
-        lines.append(f"| {rank} | {method} | {_cell(b['fid'])} | {_cell(b['plain_fid'])} | {_cell(b['recall'])} | "
+        lines.append(f"| {rank} | {method} | {_cell(b['fid'])} | {_health_cell(b)} | {_cell(b['recall'])} | "
                      f"×{b['cost_train_images']:.2f} | ×{b['cost_sample_nfe']:.2f} | {v['verdict']} | "
                      f"{', '.join(b['seeds'])} | {v['machine']} |")
     return lines

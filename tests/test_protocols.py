@@ -139,6 +139,10 @@ def test_a_board_entry_pairs_the_method_with_its_control_and_prices_it():
     # an unguided method (no plain draw of its own): its health is its own FID, against the control's
     unguided = board_entry(pd.DataFrame(rows).assign(plain_fid=np.nan), "m", "c", generation=2)
     assert unguided["plain_fid"]["per_seed"] == pytest.approx(entry["fid"]["per_seed"])
+    # at generation 0 every method's model is θ_0: no health figure, the rest as at any generation
+    first = board_entry(pd.DataFrame(rows), "m", "c", generation=0)
+    assert first["plain_fid"] is None and first["fid"]["per_seed"] == pytest.approx({"0": -20.0, "1": -21.0,
+                                                                                       "2": -22.0})
 
 
 def test_protocol_run_smoke_writes_a_verdict_marked_as_smoke(tmp_path, capsys):
@@ -222,6 +226,12 @@ def test_the_ledger_ranks_methods_run_under_one_protocol():
                             ).split("## Leaderboards")[1]
     assert "| 1 | sims (the protocol's own) | -40 [-41, -39] | -20 [-21, -19] | +0.1 [-0.9, 1.1] | ×1.30 | ×2.00 |" in board
     assert "| 2 | neon | +2 [1, 3] |" in board and "fast" not in board  # a smoke run is not on the board
+    # a one-generation protocol: the health column is blank, even in a verdict that still holds a figure
+    at_zero = [{**v, "board": {**v["board"], "generation": 0}}
+               for v in (with_board(verdict("neon-merge@3", -4.0), -4.0, 1.05),
+                         with_board(verdict("neon-merge@3+sims", -5.0), -5.0, 1.25))]
+    board = ledger_markdown(at_zero).split("## Leaderboards")[1]
+    assert board.count("| – (generation 0: θ_0 for every method) |") == 2 and "-2 [-3, -1]" not in board
 
 
 def test_a_within_row_test_divides_or_subtracts_two_metrics_of_one_row():
