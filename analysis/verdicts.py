@@ -14,7 +14,11 @@ A test reads one metric at one generation (the protocol's last unless it names `
   (1−α)² for fresh data);
 - kind "peak": whether the metric, over `experiments` ordered by a swept setting, peaks inside the
   sweep: per seed max(interior points) − max(first, last) at the generation (above 0: it first rises,
-  then falls, Fu et al.'s threshold).
+  then falls, Fu et al.'s threshold);
+- kind "slope": one experiment's drift, per seed the least-squares slope of the metric against the
+  generation over `from_generation` (default 0) … the generation, in metric units per generation
+  (within [−a, a]: a plateau, "bounded"; it reads every generation of the window, where "change" reads
+  two draws).
 Its 95 % Student-t interval over seeds is held against the claimed region:
 
     above x        reproduced when the interval lies above x, not reproduced when it lies below
@@ -83,6 +87,19 @@ def _decay(df: pd.DataFrame, experiment: str, metric: str, first: int, last: int
     return pd.Series(np.where(complete, r, np.nan), index=curves.index)
 
 
+def _slope(df: pd.DataFrame, experiment: str, metric: str, first: int, last: int) -> pd.Series:
+    """Per seed, the least-squares slope of the metric over generations first … last (NaN for a seed that
+    lacks one of them)."""
+    rows = df[(df["experiment"] == experiment) & df["generation"].between(first, last)]
+    curves = rows.pivot_table(index="seed", columns="generation", values=metric).reindex(
+        columns=range(first, last + 1))
+    t = np.arange(first, last + 1, dtype=float)
+    complete = curves.notna().all(axis=1) & (len(t) >= 2)
+    slopes = [np.polyfit(t, row.to_numpy(dtype=float), 1)[0] if ok else np.nan
+              for (_, row), ok in zip(curves.iterrows(), complete)]
+    return pd.Series(slopes, index=curves.index, dtype=float)
+
+
 def evaluate_test(df: pd.DataFrame, test: dict, generations: int) -> dict:
     """One test on rows that carry `experiment`, `seed`, `generation` and the metric."""
     generation = test.get("generation", generations - 1)
@@ -90,6 +107,9 @@ def evaluate_test(df: pd.DataFrame, test: dict, generations: int) -> dict:
     value = _at(df, experiment, metric, generation)
     if test["kind"] == "decay":
         per_seed = _decay(df, experiment, metric, test.get("from_generation", 1), generation)
+    elif test["kind"] == "slope":
+        metric, _ = _own(df, experiment, metric, generation)
+        per_seed = _slope(df, experiment, metric, test.get("from_generation", 0), generation)
     elif test["kind"] == "peak":
         curve = pd.concat([_at(df, e, metric, generation) for e in test["experiments"]], axis=1).dropna()
         per_seed = curve.iloc[:, 1:-1].max(axis=1) - curve.iloc[:, [0, -1]].max(axis=1)
@@ -133,6 +153,9 @@ def describe_test(result: dict) -> str:
     elif result["kind"] == "peak":
         what = (f"{result['metric']} peak inside {' → '.join(result['experiments'])} (interior − ends), "
                 f"gen {result['generation']}")
+    elif result["kind"] == "slope":
+        what = (f"slope of {result['metric']} of {result['experiment']} a generation, gens "
+                f"{result.get('from_generation', 0)}-{result['generation']}")
     elif result["kind"] == "change":
         what = f"{result['metric']} of {result['experiment']}, gen {result['generation']} / gen {result.get('from_generation', 0)}"
     elif result["kind"] == "within":

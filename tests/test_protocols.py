@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from autophagy.cli import main
-from analysis.verdicts import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, decide, region_verdict
+from analysis.verdicts import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, decide, describe_test, region_verdict
 from autophagy.config import ConfigError
 from loops.protocols import HERE, claim_folder_check, load_protocol, plan, plan_identity, shipped, with_method
 from loops.regimes import validate_run
@@ -261,6 +261,27 @@ def test_a_decay_test_recovers_the_discount_of_a_sum_of_past_errors():
         "n_seeds"] == 2
 
 
+def test_a_slope_test_reads_the_drift_over_its_window_only():
+    """A curve that rises 3 a generation until generation 9, then drifts by a seed's own slope plus noise
+    that sums to zero against t: the window 10-29 recovers each drift exactly, the whole run does not."""
+    zero_against_t = [1.0, -1.0, -1.0, 1.0] * 5  # Σ e_t = 0 and Σ t·e_t = 0 over t = 10 … 29
+    def health(drift, t):
+        return 10 + 3 * min(t, 9) + (drift * (t - 9) + zero_against_t[t - 10] if t >= 10 else 0)
+    rows = pd.DataFrame([{"experiment": "sims", "seed": s, "generation": t, "plain_fid": health(d, t)}
+                         for s, d in enumerate([-0.1, 0.05, 0.2]) for t in range(30)])
+    test = {"kind": "slope", "experiment": "sims", "metric": "plain_fid", "from_generation": 10,
+            "region": {"within": [-0.5, 0.5]}}
+    verdict, (result,) = decide(rows, [test], generations=30)
+    assert verdict == REPRODUCED and result["per_seed"] == pytest.approx({"0": -0.1, "1": 0.05, "2": 0.2})
+    whole = decide(rows, [{**test, "from_generation": 0}], 30)[1][0]  # the early rise counts there
+    assert min(whole["per_seed"].values()) > 0.5 and whole["verdict"] != REPRODUCED
+    assert "slope of plain_fid of sims a generation, gens 10-29" in describe_test(result)
+    # a seed missing a generation of the window has no slope; one missing generation 5 (outside) keeps it
+    gap = rows.drop(index=rows.index[(rows.seed == 2) & (rows.generation == 20)])
+    assert decide(gap, [test], 30)[1][0]["per_seed"].keys() == {"0", "1"}
+    assert decide(rows.drop(index=rows.index[rows.generation == 5]), [test], 30)[1][0]["n_seeds"] == 3
+
+
 def test_a_peak_test_asks_for_an_interior_maximum(tmp_path):
     def sweep(values_by_seed):
         return pd.DataFrame([{"experiment": e, "seed": s, "generation": 4, "fid": v}
@@ -277,8 +298,8 @@ def test_a_peak_test_asks_for_an_interior_maximum(tmp_path):
     with pytest.raises(ConfigError, match="three or more experiments"):
         load_protocol(str(two))
     unknown = tmp_path / "unknown.json"
-    unknown.write_text(json.dumps({**original, "version": 2, "tests": [{**original["tests"][0], "kind": "slope"}]}))
-    with pytest.raises(ConfigError, match="kind 'slope'"):
+    unknown.write_text(json.dumps({**original, "version": 2, "tests": [{**original["tests"][0], "kind": "median"}]}))
+    with pytest.raises(ConfigError, match="kind 'median'"):
         load_protocol(str(unknown))
 
 

@@ -10,8 +10,9 @@ A protocol is a JSON file shipped beside this module (`<name>.json`), or any fil
     tests                how the claim is decided (analysis.verdicts): per test, a metric of one
                          experiment (its change from generation 0, kind "change"), of two experiments
                          on shared seeds ("compare"), of two metrics of one row ("within"), the decay
-                         of its increments ("decay") or a sweep's interior peak ("peak"), and the
-                         region its 95 % interval must lie in
+                         of its increments ("decay"), its drift over a window of generations
+                         ("slope") or a sweep's interior peak ("peak"), and the region its 95 %
+                         interval must lie in
     method_point         optional: the experiment that `--method NAME` replaces with a plug-in's method
 
 `versions.json` holds the identity (sha256 of the canonical JSON) of every published `name@version`:
@@ -31,7 +32,7 @@ from loops.sweep import folder_name
 
 HERE = Path(__file__).resolve().parent
 PUBLISHED = HERE / "versions.json"
-TEST_KINDS = ("change", "compare", "within", "decay", "peak")  # analysis.verdicts
+TEST_KINDS = ("change", "compare", "within", "decay", "peak", "slope")  # analysis.verdicts
 KEYS = ("name", "version", "claim", "source", "preset", "overrides", "points", "seeds", "generations", "tests")
 RECORD_KEYS = ("protocol", "identity", "smoke", "values")  # protocol-NAME@VERSION.json in a protocol's folder
 OPTIONAL = ("method_point", "method", "notes")
