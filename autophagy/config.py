@@ -98,6 +98,9 @@ class RunConfig:
                             "sampling): linear (DDPM's), scaled_linear or squaredcos_cap_v2 (the cosine schedule of "
                             "Nichol & Dhariwal 2021)")
     train_steps: int = _f(360, "optimizer steps per generation")
+    loop_train_steps: int = _f(0, "optimizer steps of θ_t for t >= 1 (0 = train_steps): a loop budget apart from θ_0's, "
+                               "so that runs of other budgets share one θ_0; a regime's own budget (accumulate-growing) "
+                               "and --finetune-epochs come first")
     batch_size: int = _f(64, "training batch size (global, across processes; divisible by their number)")
     learning_rate: float = _f(2e-3, "AdamW learning rate")
     adam_beta2: float = _f(0.999, "AdamW's second-moment decay β2 (torch's default; 0.99 adapts within a short training)")
@@ -298,7 +301,7 @@ def validate(cfg: RunConfig) -> RunConfig:
                  "sampling_steps", "sample_batch_size", "k", "resolution", "layers_per_block", "n_aux", "aux_train_steps"):
         at_least(name, getattr(cfg, name), 1)
     for name in ("n_real_fresh", "checkpoint_every", "seed", "n_validation", "ema_warmup_steps", "lr_warmup_steps",
-                 "neon_n_aux", "neon_aux_train_steps", "n_eval", "shift_calibration"):
+                 "neon_n_aux", "neon_aux_train_steps", "n_eval", "shift_calibration", "loop_train_steps"):
         at_least(name, getattr(cfg, name), 0)
     if cfg.shift_calibration and not cfg.target_distribution:
         raise ConfigError(f"--shift-calibration: {cfg.shift_calibration!r} rounds calibrate a shift to a "

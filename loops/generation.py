@@ -66,7 +66,12 @@ class GenerationContext:
         all_labels = None if any(lab is None for lab in labels) else np.concatenate(labels)
         images = np.concatenate(parts)
         return rows.TrainingData(images, all_labels, len(ts.real_indices), sum(len(p) for p in parts[1:]),
-                                 ts.info or {}, self.fine_tuning_steps(len(images)) or ts.train_steps or self.cfg.train_steps)
+                                 ts.info or {}, self.fine_tuning_steps(len(images)) or ts.train_steps or self.loop_steps())
+
+    def loop_steps(self) -> int:
+        """θ_t's optimizer steps where neither the regime nor --finetune-epochs sets them: --loop-train-steps
+        from generation 1 on (when set), else --train-steps."""
+        return (self.t > 0 and self.cfg.loop_train_steps) or self.cfg.train_steps
 
     def fine_tuning(self) -> bool:
         """Whether θ_t continues θ_{t-1} (--init previous, t >= 1) rather than starting from scratch."""

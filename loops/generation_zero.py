@@ -27,8 +27,9 @@ def generation_zero_key(cfg: RunConfig) -> str:
     return json.dumps({k: v for k, v in values.items() if k not in unused}, sort_keys=True)
 
 
-# Fields of the loop that act from generation 1 on: how θ_t starts and fine-tunes (θ_0 always trains from scratch).
-FROM_GENERATION_ONE = frozenset({"init", "finetune_epochs", "finetune_learning_rate"})
+# Fields of the loop that act from generation 1 on: how θ_t starts, fine-tunes and how long it trains (θ_0
+# always trains from scratch for train_steps).
+FROM_GENERATION_ONE = frozenset({"init", "finetune_epochs", "finetune_learning_rate", "loop_train_steps"})
 
 # Fields that act only after θ_0 is trained: how it is sampled and how the samples are scored. (Not
 # here: anything that changes R_0 or the training, e.g. n_validation, which moves the split.)

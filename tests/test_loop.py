@@ -1,4 +1,5 @@
 """Tiny end-to-end runs in-process: the run folder, its rows, resume, the saved pipelines."""
+import hashlib
 import json
 
 import numpy as np
@@ -262,6 +263,35 @@ def test_a_negative_n_eval_is_refused(capsys):
     code, err = refused(capsys, "run", "--regime", "fully-synthetic", "--generations", "1", "--n-eval", "-1",
                         "--preset", "micro")
     assert code == 2 and "--n-eval" in err and "-1" in err
+
+
+def test_a_loop_budget_trains_later_generations_and_leaves_theta_0_shared(micro, tmp_path, monkeypatch):
+    """--loop-train-steps: θ_0 trains --train-steps, θ_1 … from scratch for the loop budget, and generation 0
+    is keyed as a run without it (a sweep of loop budgets shares one θ_0); below 0 is refused."""
+    from autophagy.config import ConfigError, validate
+    from loops.generation_zero import base_key, generation_zero_key
+    from loops.protocols import plan_identity
+    from loops.regimes import as_read
+    trained = []
+    real_train = artifacts.train_diffusion
+
+    def recording(model, images, labels, cfg, train_steps, *args, **kwargs):
+        trained.append((train_steps, len(images)))
+        return real_train(model, images, labels, cfg, train_steps, *args, **kwargs)
+    monkeypatch.setattr(artifacts, "train_diffusion", recording)
+    cfg = micro(regime="synthetic-augmentation", generations=3, loop_train_steps=12)
+    run_loop(cfg, tmp_path / "budget")
+    assert trained == [(30, 200), (12, 300), (12, 300)]
+    rows = [json.loads(line) for line in (tmp_path / "budget" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["cost_train_images"] for r in rows] == [30 * 16, 12 * 16, 12 * 16]
+    plain = micro(regime="synthetic-augmentation", generations=3)
+    assert generation_zero_key(cfg) == generation_zero_key(plain) and base_key(cfg) == base_key(plain)
+    # the field at its default leaves a plan's identity what it was before the field; set, it moves it
+    assert plan_identity([("a", plain)]) != plan_identity([("a", cfg)])
+    before_the_field = {k: v for k, v in json.loads(as_read(plain).to_json()).items() if k != "loop_train_steps"}
+    assert plan_identity([("a", plain)]) == hashlib.sha256(json.dumps([["a", before_the_field]], sort_keys=True).encode()).hexdigest()
+    with pytest.raises(ConfigError, match="--loop-train-steps.*-1"):
+        validate(micro(loop_train_steps=-1))
 
 
 def test_init_previous_fine_tunes_its_epochs_over_d_t_at_its_own_rate(micro, tmp_path, monkeypatch):

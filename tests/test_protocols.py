@@ -294,7 +294,7 @@ def test_a_peak_test_asks_for_an_interior_maximum(tmp_path):
     original = json.loads((HERE / "synthetic-amount-peak.json").read_text())
     two = tmp_path / "two.json"
     two.write_text(json.dumps({**original, "version": 2, "tests": [{**original["tests"][0],
-                                                                    "experiments": ["synthetic-1x", "synthetic-4x"]}]}))
+                                                                    "experiments": ["amount-1x", "amount-4x"]}]}))
     with pytest.raises(ConfigError, match="three or more experiments"):
         load_protocol(str(two))
     unknown = tmp_path / "unknown.json"

@@ -125,8 +125,17 @@ def plan_identity(runs: list[tuple[str, RunConfig]]) -> str:
     it asks; this says what ran, so two verdicts of one `name@version` made under presets that have since
     moved (the cpu preset's Neon w, say) are told apart."""
     from loops.regimes import as_read
-    planned = [[name, json.loads(as_read(cfg).to_json())] for name, cfg in sorted(runs, key=lambda r: r[0])]
+    planned = [[name, _without_neutral(json.loads(as_read(cfg).to_json()))] for name, cfg in sorted(runs, key=lambda r: r[0])]
     return hashlib.sha256(json.dumps(planned, sort_keys=True).encode()).hexdigest()
+
+
+# Run fields added after plan identities were first recorded: at their default they mean what a plan without
+# them meant, so they leave its identity as it was.
+NEUTRAL_AT_DEFAULT = {"loop_train_steps": 0}
+
+
+def _without_neutral(values: dict) -> dict:
+    return {k: v for k, v in values.items() if not (k in NEUTRAL_AT_DEFAULT and v == NEUTRAL_AT_DEFAULT[k])}
 
 
 def with_method(protocol: Protocol, method: str) -> Protocol:
