@@ -152,6 +152,10 @@ def with_method(protocol: Protocol, method: str) -> Protocol:
         point["sampler"] = method
     else:
         raise ConfigError(f"--method: {method!r} is neither a regime nor a sampler (load it with --plugin)")
+    if point == protocol.points[slot]:
+        raise ConfigError(f"--method: {method!r} is what {protocol.id}'s method point {slot!r} runs already; its "
+                          f"leaderboard row is the protocol's own verdict (verdict-{protocol.id}.json); name another "
+                          f"regime or sampler")
     if method in protocol.points and method != slot:
         raise ConfigError(f"--method: {method!r} is the protocol's point {method!r} already; a method is compared "
                           f"against the other points")
