@@ -74,11 +74,15 @@ def _own(df: pd.DataFrame, experiment: str, metric: str, generation: int) -> tup
     return metric, values
 
 
+def _window(df: pd.DataFrame, experiment: str, metric: str, first: int, last: int) -> pd.DataFrame:
+    """One experiment's metric, a row per seed and a column per generation first … last (NaN where missing)."""
+    rows = df[(df["experiment"] == experiment) & df["generation"].between(first, last)]
+    return rows.pivot_table(index="seed", columns="generation", values=metric).reindex(columns=range(first, last + 1))
+
+
 def _decay(df: pd.DataFrame, experiment: str, metric: str, first: int, last: int) -> pd.Series:
     """Per seed, r minimising Σ (Δ_{t+1} − r·Δ_t)² over the increments Δ_first … Δ_last."""
-    rows = df[(df["experiment"] == experiment) & df["generation"].between(first - 1, last)]
-    curves = rows.pivot_table(index="seed", columns="generation", values=metric).reindex(
-        columns=range(first - 1, last + 1))
+    curves = _window(df, experiment, metric, first - 1, last)
     steps = curves.diff(axis=1).iloc[:, 1:].to_numpy()
     now, later = steps[:, :-1], steps[:, 1:]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -90,9 +94,7 @@ def _decay(df: pd.DataFrame, experiment: str, metric: str, first: int, last: int
 def _slope(df: pd.DataFrame, experiment: str, metric: str, first: int, last: int) -> pd.Series:
     """Per seed, the least-squares slope of the metric over generations first … last (NaN for a seed that
     lacks one of them)."""
-    rows = df[(df["experiment"] == experiment) & df["generation"].between(first, last)]
-    curves = rows.pivot_table(index="seed", columns="generation", values=metric).reindex(
-        columns=range(first, last + 1))
+    curves = _window(df, experiment, metric, first, last)
     t = np.arange(first, last + 1, dtype=float)
     complete = curves.notna().all(axis=1) & (len(t) >= 2)
     slopes = [np.polyfit(t, row.to_numpy(dtype=float), 1)[0] if ok else np.nan
