@@ -286,7 +286,8 @@ def describe_base(run_folder: Path) -> str:
     squaredcos_cap_v2 schedule, AdamW β2 0.95, unipc 10 steps (trailing), mnist'. Every setting that told
     this project's bases apart is named: two verdicts whose bases differ only in the noise schedule or
     the loss's γ must not read as one series. A field older runs lack is the value that ran before it
-    existed (the linear schedule, β2 0.999, leading spacing); a γ they lack is left unsaid."""
+    existed (the linear schedule, β2 0.999, leading spacing); a γ they lack is left unsaid. A loop budget
+    (`--loop-train-steps`) follows θ_0's steps: runs that share θ_0 but train their loops differently differ."""
     import json
     cfg = json.loads((run_folder / "config.json").read_text())
     unet = run_folder / "gen_000" / "model" / "unet" / "config.json"
@@ -296,7 +297,10 @@ def describe_base(run_folder: Path) -> str:
     loss = cfg.get("loss_weighting", "none")
     if loss == "min_snr" and "snr_gamma" in cfg:
         loss += f" γ {cfg['snr_gamma']:g}"
-    return (f"{kind} UNet {widths}, {cfg.get('train_steps')} steps, {loss} loss, "
+    steps = f"{cfg.get('train_steps')} steps"
+    if cfg.get("loop_train_steps"):
+        steps += f" (then {cfg['loop_train_steps']} a generation)"
+    return (f"{kind} UNet {widths}, {steps}, {loss} loss, "
             f"{cfg.get('beta_schedule', 'linear')} schedule, AdamW β2 {cfg.get('adam_beta2', 0.999):g}, "
             f"{cfg.get('sampling_scheduler', 'ddim')} {cfg.get('sampling_steps', cfg.get('ddim_steps'))} steps "
             f"({cfg.get('timestep_spacing', 'leading')}), {cfg.get('data')}")

@@ -368,3 +368,7 @@ def test_the_base_names_the_settings_that_told_the_bases_apart(tmp_path):
     cosine = describe_base(folder("cosine", beta_schedule="squaredcos_cap_v2", snr_gamma=2.0))
     gamma5 = describe_base(folder("gamma5", beta_schedule="linear", snr_gamma=5.0))
     assert len({linear, cosine, gamma5}) == 3 and "min_snr γ 2 loss" in linear and "min_snr γ 5 loss" in gamma5
+    # one θ_0 trained on in loops of different budgets: the budget is named, its default (0) is not
+    looped = describe_base(folder("looped", loop_train_steps=2000))
+    assert "600 steps (then 2000 a generation)" in looped
+    assert describe_base(folder("default-loop", loop_train_steps=0)) == old
