@@ -117,8 +117,9 @@ def test_a_method_runs_under_its_own_name_beside_the_protocols_points():
     with pytest.raises(ConfigError, match="'synthetic-augmentation' is the protocol's point"):
         with_method(load_protocol("neon-loop"), "synthetic-augmentation")
     # the method point's own method again would run the same settings under a second name
-    with pytest.raises(ConfigError, match="'self-correcting' is what self-correction@3's method point 'gamma1-share2'"):
-        with_method(load_protocol("self-correction"), "self-correcting")
+    correction = load_protocol("self-correction")
+    with pytest.raises(ConfigError, match=f"'self-correcting' is what {correction.id}'s method point 'gamma1-share2'"):
+        with_method(correction, "self-correcting")
 
 
 def test_a_board_entry_pairs_the_method_with_its_control_and_prices_it():
