@@ -92,14 +92,14 @@ def test_a_folder_holding_another_identity_is_refused(tmp_path):
     protocol = load_protocol("sims-prophylaxis")
     record = claim_folder_check(tmp_path, protocol, smoke=False)
     record.write_text(json.dumps({"identity": "0" * 64, "smoke": False}))
-    with pytest.raises(ConfigError, match="holds sims-prophylaxis@1 with identity 000000000000"):
+    with pytest.raises(ConfigError, match=f"holds {protocol.id} with identity 000000000000"):
         claim_folder_check(tmp_path, protocol, smoke=False)
-    assert claim_folder_check(tmp_path, protocol, smoke=True).name == "protocol-sims-prophylaxis@1-smoke.json"
+    assert claim_folder_check(tmp_path, protocol, smoke=True).name == f"protocol-{protocol.id}-smoke.json"
 
 
 def test_a_method_takes_the_method_point(tmp_path):
     protocol = with_method(load_protocol("sims-prophylaxis"), "neon")
-    assert protocol.id == "sims-prophylaxis@1+neon" and protocol.points["neon"]["regime"] == "neon"
+    assert protocol.id == load_protocol("sims-prophylaxis").id + "+neon" and protocol.points["neon"]["regime"] == "neon"
     with pytest.raises(ConfigError, match="neither a regime nor a sampler"):
         with_method(load_protocol("sims-prophylaxis"), "my-sampler")
     with pytest.raises(ConfigError, match="has no method point"):
@@ -153,7 +153,8 @@ def test_protocol_run_smoke_writes_a_verdict_marked_as_smoke(tmp_path, capsys):
     code, out, err = run_cli("protocol", "run", "mad-fully-synthetic", "--preset", "micro", "--generations", "2",
                              "--seeds", "0,1", "--out", tmp_path / "p", timeout=600)
     assert code == 0, err
-    verdict = json.loads((tmp_path / "p" / "verdict-mad-fully-synthetic@1-smoke.json").read_text())
+    shipped_id = load_protocol("mad-fully-synthetic").id  # the shipped version, whichever it is
+    verdict = json.loads((tmp_path / "p" / f"verdict-{shipped_id}-smoke.json").read_text())
     assert verdict["smoke"] is True and verdict["settings"]["preset"] == "micro"
     assert verdict["verdict"] in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)
     assert [t["n_seeds"] for t in verdict["tests"]] == [2, 2] and verdict["identity"] == load_protocol(
@@ -163,12 +164,12 @@ def test_protocol_run_smoke_writes_a_verdict_marked_as_smoke(tmp_path, capsys):
     # the base it was measured on, read from the run folders (micro on MNIST: conditioned on the class)
     assert verdict["base"] == ("class-conditional UNet 8/16, 30 steps, min_snr γ 2 loss, squaredcos_cap_v2 schedule, "
                                "AdamW β2 0.95, unipc 4 steps (trailing), mnist")
-    assert (tmp_path / "p" / "report-mad-fully-synthetic@1-smoke" / "comparison.csv").is_file()
+    assert (tmp_path / "p" / f"report-{shipped_id}-smoke" / "comparison.csv").is_file()
     # the ledger is generated from the verdict, with its figure beside it (in this process: the same CLI)
-    assert main(["protocol", "ledger", str(tmp_path / "p" / "verdict-mad-fully-synthetic@1-smoke.json"),
+    assert main(["protocol", "ledger", str(tmp_path / "p" / f"verdict-{shipped_id}-smoke.json"),
                  "--out", str(tmp_path / "docs" / "claims.md")]) == 0
     ledger = (tmp_path / "docs" / "claims.md").read_text()
-    assert "mad-fully-synthetic@1" in ledger and "(smoke run: preset micro, generations 2, seeds [0, 1])" in ledger
+    assert shipped_id in ledger and "(smoke run: preset micro, generations 2, seeds [0, 1])" in ledger
     assert "base: class-conditional UNet 8/16, 30 steps" in ledger
     # a verdict older than the field: the ledger reads the base from its runs where they are at hand
     older = tmp_path / "older" / "verdict-mad-fully-synthetic@1-smoke.json"
@@ -176,7 +177,7 @@ def test_protocol_run_smoke_writes_a_verdict_marked_as_smoke(tmp_path, capsys):
     older.write_text(json.dumps({k: v for k, v in verdict.items() if k != "base"}))
     assert main(["protocol", "ledger", str(older), "--out", str(tmp_path / "older" / "claims.md")]) == 0
     assert "base: class-conditional UNet 8/16, 30 steps" in (tmp_path / "older" / "claims.md").read_text()
-    assert (tmp_path / "docs" / "claims" / "mad-fully-synthetic@1-smoke.png").is_file()
+    assert (tmp_path / "docs" / "claims" / f"{shipped_id}-smoke.png").is_file()
     # run again: the same folder, the same identity, nothing retrained
     rows = (tmp_path / "p" / "fully-synthetic-s0" / "metrics.jsonl").read_bytes()
     assert main(["protocol", "run", "mad-fully-synthetic", "--preset", "micro", "--generations", "2",
@@ -186,10 +187,10 @@ def test_protocol_run_smoke_writes_a_verdict_marked_as_smoke(tmp_path, capsys):
     # a shorter run of it is served by the first generation of these runs, and its verdict says which served
     assert main(["protocol", "run", "mad-fully-synthetic", "--preset", "micro", "--generations", "1",
                  "--seeds", "0,1", "--out", str(tmp_path / "p")]) == 0
-    shorter = json.loads((tmp_path / "p" / "verdict-mad-fully-synthetic@1-smoke.json").read_text())
+    shorter = json.loads((tmp_path / "p" / f"verdict-{shipped_id}-smoke.json").read_text())
     assert shorter["generations"] == 1 and shorter["longer_runs"] == {
         str(tmp_path / "p" / f"fully-synthetic-s{seed}"): 2 for seed in (0, 1)}
-    assert main(["protocol", "ledger", str(tmp_path / "p" / "verdict-mad-fully-synthetic@1-smoke.json"),
+    assert main(["protocol", "ledger", str(tmp_path / "p" / f"verdict-{shipped_id}-smoke.json"),
                  "--out", str(tmp_path / "docs" / "claims.md")]) == 0
     assert ("generations 0-0 of 2 longer run(s): fully-synthetic-s0, fully-synthetic-s1"
             in (tmp_path / "docs" / "claims.md").read_text())
